@@ -1,0 +1,1 @@
+"""Implementation of :mod:`otelres.testing`; import from there."""

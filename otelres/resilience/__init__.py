@@ -1,0 +1,94 @@
+"""Guards for calls to flaky services: circuit breaker, retry, rate limiter, fallback,
+timeout, bulkhead, and policies that compose them.
+
+Every primitive and :class:`Policy` works as a decorator on sync and async functions,
+and through ``.call(fn, *args, **kwargs)`` / ``await .call_async(fn, *args, **kwargs)``::
+
+    from otelres.resilience import circuit_breaker
+
+    @circuit_breaker(name="kraken_api", failure_threshold=5)
+    async def fetch_kraken_data(): ...
+
+Names are resolved on first access from the private modules that implement them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otelres.resilience._breaker import (
+        BreakerState,
+        CircuitBreaker,
+        all_breakers,
+        circuit_breaker,
+        get_breaker,
+    )
+    from otelres.resilience._bulkhead import Bulkhead
+    from otelres.resilience._errors import (
+        BulkheadFullError,
+        CircuitBreakerOpenError,
+        RateLimitExceededError,
+        ResilienceError,
+    )
+    from otelres.resilience._fallback import Fallback
+    from otelres.resilience._policy import Policy, policy
+    from otelres.resilience._rate_limiter import RateLimiter, all_limiters
+    from otelres.resilience._retry import Retry, RetryDetails
+    from otelres.resilience._timeout import Timeout
+
+__all__ = [
+    "BreakerState",
+    "Bulkhead",
+    "BulkheadFullError",
+    "CircuitBreaker",
+    "CircuitBreakerOpenError",
+    "Fallback",
+    "Policy",
+    "RateLimitExceededError",
+    "RateLimiter",
+    "ResilienceError",
+    "Retry",
+    "RetryDetails",
+    "Timeout",
+    "all_breakers",
+    "all_limiters",
+    "circuit_breaker",
+    "get_breaker",
+    "policy",
+]
+
+_LAZY: dict[str, str] = {
+    "BreakerState": "_breaker",
+    "CircuitBreaker": "_breaker",
+    "all_breakers": "_breaker",
+    "circuit_breaker": "_breaker",
+    "get_breaker": "_breaker",
+    "Bulkhead": "_bulkhead",
+    "BulkheadFullError": "_errors",
+    "CircuitBreakerOpenError": "_errors",
+    "RateLimitExceededError": "_errors",
+    "ResilienceError": "_errors",
+    "Fallback": "_fallback",
+    "Policy": "_policy",
+    "policy": "_policy",
+    "RateLimiter": "_rate_limiter",
+    "all_limiters": "_rate_limiter",
+    "Retry": "_retry",
+    "RetryDetails": "_retry",
+    "Timeout": "_timeout",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otelres.resilience' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"otelres.resilience.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

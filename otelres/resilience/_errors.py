@@ -1,0 +1,50 @@
+"""The exceptions otelres' guards raise when they refuse a call."""
+
+from __future__ import annotations
+
+import pybreaker
+
+
+class ResilienceError(Exception):
+    """Base class of every error an otelres guard raises on its own account.
+
+    ``name`` is the guard's name. The guarded function's own exceptions are never wrapped.
+    """
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class CircuitBreakerOpenError(pybreaker.CircuitBreakerError, ResilienceError):  # type: ignore[misc]
+    """Raised instead of calling the function while breaker ``name`` rejects calls.
+
+    A subclass of ``pybreaker.CircuitBreakerError``, so existing ``except`` clauses keep
+    working. ``retry_after`` is the number of seconds until the breaker admits a probe
+    call (0 when half-open probes are already running, None when forced open or unknown).
+    """
+
+    def __init__(self, name: str, retry_after: float | None, state: str = "open") -> None:
+        when = "" if retry_after is None else f"; next probe in {retry_after:.3g} s"
+        ResilienceError.__init__(self, f"circuit breaker {name!r} is {state}{when}", name=name)
+        self.retry_after = retry_after
+        self.state = state
+
+
+class RateLimitExceededError(ResilienceError):
+    """Raised when rate limiter ``name`` cannot grant the tokens (reject mode, or ``max_wait`` passed).
+
+    ``retry_after`` is the number of seconds until enough tokens would be available.
+    """
+
+    def __init__(self, name: str, retry_after: float | None, message: str | None = None) -> None:
+        text = message or f"rate limit {name!r} exceeded"
+        if retry_after is not None and message is None:
+            text += f"; tokens available in {retry_after:.3g} s"
+        super().__init__(text, name=name)
+        self.retry_after = retry_after
+
+
+class BulkheadFullError(ResilienceError):
+    """Raised when bulkhead ``name`` has no free slot and no room left in its queue."""
+

@@ -1,0 +1,39 @@
+"""Helpers for testing code that uses otelres (and for otelres' own tests).
+
+* :func:`capture_telemetry` records spans and metrics in memory so a test can assert on them;
+* :class:`FakeClock` is a monotonic clock a test moves by hand, for breakers, limiters and retries;
+* :func:`no_backoff` makes retries happen without sleeping.
+
+Names are resolved on first access, so importing this module costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otelres._testing.clock import FakeClock
+    from otelres._testing.telemetry import TelemetryCapture, capture_telemetry
+
+__all__ = ["FakeClock", "TelemetryCapture", "capture_telemetry", "no_backoff"]
+
+_LAZY = {
+    "FakeClock": "otelres._testing.clock",
+    "TelemetryCapture": "otelres._testing.telemetry",
+    "capture_telemetry": "otelres._testing.telemetry",
+    "no_backoff": "otelres.resilience.retry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otelres.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
