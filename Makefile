@@ -1,0 +1,58 @@
+# otelres developer tasks. `make test` works on a fresh machine: it creates .venv, installs the
+# project with every extra and the dev group, installs the Debian packages the integration
+# tests need when they are missing, and runs the whole suite.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# Debian packages the integration tests need (binary:package).
+DEB_NEEDS := redis-server:redis-server promtool:prometheus prometheus:prometheus
+
+.PHONY: help install deb-deps test test-fast lint bench demo clean
+
+help:
+	@echo "make demo       run the demo (a guarded call sequence with live telemetry)"
+	@echo "make test       install everything needed and run the whole test suite"
+	@echo "make lint       ruff + mypy"
+	@echo "make bench      run the benchmarks (ratios against the libraries users pick instead)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=25.1"
+	$(PIP) install -q -e '.[prometheus,redis,zstd,ccxt]' --group dev
+	@if [ -d instrumentation/otelres-instrumentation-ccxt ]; then \
+		$(PIP) install -q -e instrumentation/otelres-instrumentation-ccxt; fi
+	touch $(STAMP)
+
+install: $(STAMP)
+
+deb-deps:
+	@missing=""; for pair in $(DEB_NEEDS); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
+		if ! command -v $$bin >/dev/null 2>&1 && [ ! -x /usr/sbin/$$bin ] && [ ! -x /usr/bin/$$bin ]; then \
+			missing="$$missing $$pkg"; fi; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: install deb-deps
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not integration and not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: install
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+demo: install
+	$(PY) -m otelres demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
