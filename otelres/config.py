@@ -83,6 +83,10 @@ def _check(**rules: Any) -> dict[str, Any]:
     return {"rules": rules}
 
 
+def _empty_map() -> Mapping[str, Any]:
+    return types.MappingProxyType({})
+
+
 # --------------------------------------------------------------------------- sections
 ExporterName = Literal["none", "console", "otlp", "prometheus"]
 
@@ -115,7 +119,7 @@ class TelemetrySettings:
     metric_export_interval_seconds: float = field(default=10.0, metadata=_check(gt=0))
     span_mode: Literal["off", "events", "always"] = "events"
     """``off``: metrics only; ``events``: policy events on the active span; ``always``: a span per call."""
-    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    resource_attributes: Mapping[str, str] = field(default_factory=_empty_map)
     """Extra resource attributes (``OTEL_RESOURCE_ATTRIBUTES`` wins key by key)."""
 
 
@@ -191,15 +195,15 @@ class ResilienceSettings:
     rate_limit_max_wait_seconds: float | None = field(default=30.0, metadata=_check(ge=0))
     rate_limit_burst_seconds: float = field(default=1.0, metadata=_check(gt=0))
     """Bucket capacity as seconds of rate (capacity = rate x this)."""
-    rate_limits: Mapping[str, float] = field(default_factory=dict, metadata=_check(gt=0))
+    rate_limits: Mapping[str, float] = field(default_factory=_empty_map, metadata=_check(gt=0))
     """Requests per second per name; ``default`` applies to names not listed."""
-    circuit_breaker: Mapping[str, BreakerSettings] = field(default_factory=dict)
+    circuit_breaker: Mapping[str, BreakerSettings] = field(default_factory=_empty_map)
     retry: RetrySettings = field(default_factory=RetrySettings)
-    retry_overrides: Mapping[str, RetrySettings] = field(default_factory=dict)
+    retry_overrides: Mapping[str, RetrySettings] = field(default_factory=_empty_map)
     """Filled from ``[resilience.retry.<name>]`` sub-tables."""
-    timeouts: Mapping[str, float] = field(default_factory=dict, metadata=_check(gt=0))
+    timeouts: Mapping[str, float] = field(default_factory=_empty_map, metadata=_check(gt=0))
     """Per-name call timeouts in seconds; ``default`` applies to names not listed."""
-    bulkheads: Mapping[str, BulkheadSettings] = field(default_factory=dict)
+    bulkheads: Mapping[str, BulkheadSettings] = field(default_factory=_empty_map)
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     def breaker(self, name: str) -> BreakerSettings:
@@ -255,7 +259,7 @@ class HealthSettings:
     history_size: int = field(default=20, metadata=_check(ge=1))
     host: str = "127.0.0.1"
     port: int = field(default=8080, metadata=_check(ge=0, le=65535))
-    custom: Mapping[str, str] = field(default_factory=dict)
+    custom: Mapping[str, str] = field(default_factory=_empty_map)
     """``name = "package.module:attribute"``: user checks by import path."""
 
 

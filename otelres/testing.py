@@ -2,7 +2,8 @@
 
 * :func:`capture_telemetry` records spans and metrics in memory so a test can assert on them;
 * :class:`FakeClock` is a monotonic clock a test moves by hand, for breakers, limiters and retries;
-* :func:`no_backoff` makes retries happen without sleeping.
+* :func:`no_backoff` makes retries happen without sleeping;
+* :class:`OtlpHttpReceiver` is a real OTLP/HTTP receiver that decodes what your exporters send.
 
 Names are resolved on first access, so importing this module costs nothing extra.
 """
@@ -14,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from otelres._testing.clock import FakeClock
+    from otelres._testing.otlp_receiver import OtlpHttpReceiver
     from otelres._testing.telemetry import TelemetryCapture, capture_telemetry
 
-__all__ = ["FakeClock", "TelemetryCapture", "capture_telemetry", "no_backoff"]
+__all__ = ["FakeClock", "OtlpHttpReceiver", "TelemetryCapture", "capture_telemetry", "no_backoff"]
 
 _LAZY = {
     "FakeClock": "otelres._testing.clock",
+    "OtlpHttpReceiver": "otelres._testing.otlp_receiver",
     "TelemetryCapture": "otelres._testing.telemetry",
     "capture_telemetry": "otelres._testing.telemetry",
     "no_backoff": "otelres.resilience.retry",

@@ -1,0 +1,485 @@
+"""Setting up the OpenTelemetry SDK: :func:`configure`.
+
+otelres' library code only uses ``opentelemetry-api``; nothing is exported until an SDK is
+set up, either by the application itself or by :func:`configure`, which reads
+``[telemetry]`` of ``config.toml`` with the standard ``OTEL_*`` variables taking
+precedence (see :mod:`otelres.config`)::
+
+    import otelres
+
+    telemetry = otelres.configure()        # ./config.toml or $OTELRES_CONFIG, plus OTEL_*
+    ...
+    telemetry.shutdown()                   # also happens at interpreter exit
+
+What it sets up:
+
+* a resource with ``service.name``, ``service.version`` and ``deployment.environment``
+  (where given) plus ``[telemetry] resource_attributes`` / ``OTEL_RESOURCE_ATTRIBUTES``;
+* a tracer provider exporting to ``console`` and/or ``otlp``;
+* a meter provider exporting to ``console``, ``otlp`` and/or a ``prometheus`` scrape
+  endpoint on ``prometheus_host:prometheus_port``;
+* a logger provider exporting log records to ``console``/``otlp``, fed by the logging set
+  up through :func:`otelres.monitoring.setup_logging`;
+* the span mode of otelres' guards (``[telemetry] span_mode``).
+
+It is idempotent (a second call returns the same :class:`Telemetry`), never replaces a
+provider the application already set (it warns and leaves that signal alone), and with
+``OTEL_SDK_DISABLED=true`` sets up nothing while everything else keeps working.
+Exports that fail are remembered: :func:`export_status` tells, and the built-in health
+check turns YELLOW.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from otelres import _otel
+from otelres.config import Config, TelemetrySettings, load_config, set_current
+
+if TYPE_CHECKING:
+    import os
+
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+__all__ = ["ExportStatus", "Telemetry", "configure", "export_status"]
+
+_log = logging.getLogger("otelres.telemetry")
+
+
+# --------------------------------------------------------------------------- export status
+@dataclass(frozen=True)
+class ExportStatus:
+    """The outcome of the most recent export attempt of any signal.
+
+    ``ok`` is None before anything was exported, else whether the last export succeeded;
+    ``signal`` is ``"traces"``, ``"metrics"`` or ``"logs"``; ``at`` is a Unix time;
+    ``last_error`` describes the last failure (kept after later successes, for context).
+    """
+
+    ok: bool | None = None
+    signal: str | None = None
+    at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+
+
+_status = ExportStatus()
+_status_lock = threading.Lock()
+
+
+def export_status() -> ExportStatus:
+    """How the last export went (see :class:`ExportStatus`)."""
+    return _status
+
+
+def _record_export(signal: str, ok: bool, error: str | None = None) -> None:
+    global _status
+    now = time.time()
+    with _status_lock:
+        previous = _status
+        _status = ExportStatus(
+            ok=ok,
+            signal=signal,
+            at=now,
+            last_error=error if not ok else previous.last_error,
+            last_error_at=now if not ok else previous.last_error_at,
+            failures=previous.failures + (0 if ok else 1),
+        )
+
+
+def _tracked(signal: str, exporter: Any, base: type) -> Any:
+    """Wrap *exporter* so every export's outcome lands in :func:`export_status`.
+
+    A subclass of the exporter's base class that delegates, so the SDK's processors and
+    readers see the same preferences (temporality, aggregation) as the wrapped exporter.
+    """
+
+    class Tracked(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            if signal == "metrics":
+                base.__init__(
+                    self,
+                    preferred_temporality=exporter._preferred_temporality,
+                    preferred_aggregation=exporter._preferred_aggregation,
+                )
+            self._inner = exporter
+
+        def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                result = self._inner.export(batch, *args, **kwargs)
+            except Exception as exc:
+                _record_export(signal, False, f"{type(exc).__name__}: {exc}")
+                raise
+            ok = getattr(result, "name", str(result)) == "SUCCESS"
+            _record_export(
+                signal, ok, None if ok else f"{type(exporter).__name__} export failed"
+            )
+            return result
+
+        def force_flush(self, timeout_millis: float = 30_000) -> bool:
+            return bool(self._inner.force_flush(timeout_millis))
+
+        def shutdown(self, *args: Any, **kwargs: Any) -> None:
+            self._inner.shutdown(*args, **kwargs)
+
+    Tracked.__name__ = Tracked.__qualname__ = f"Tracked{type(exporter).__name__}"
+    return Tracked()
+
+
+# --------------------------------------------------------------------------- handle
+@dataclass
+class Telemetry:
+    """What :func:`configure` set up; ``force_flush()`` and ``shutdown()`` act on all of it.
+
+    Providers are None for a signal that is off, disabled, or owned by the application
+    (``owned`` lists the signals otelres set up itself). ``prometheus_address`` is the
+    ``(host, port)`` of the ``/metrics`` endpoint when the Prometheus exporter is on.
+    """
+
+    config: Config
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    logger_provider: LoggerProvider | None = None
+    prometheus_address: tuple[str, int] | None = None
+    disabled: bool = False
+    owned: tuple[str, ...] = ()
+    _servers: list[Any] = field(default_factory=list, repr=False)
+    _shut: bool = field(default=False, repr=False)
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """``http://host:port/metrics`` when the Prometheus exporter is on."""
+        if self.prometheus_address is None:
+            return None
+        host, port = self.prometheus_address
+        return f"http://{host}:{port}/metrics"
+
+    def force_flush(self, timeout_seconds: float = 10.0) -> bool:
+        """Export everything buffered now; True when every provider flushed in time."""
+        ok = True
+        millis = int(timeout_seconds * 1000)
+        for provider in self._providers():
+            try:
+                ok = bool(provider.force_flush(millis)) and ok
+            except Exception:
+                _log.exception("otelres: force_flush of %r failed", provider)
+                ok = False
+        return ok
+
+    def shutdown(self) -> None:
+        """Flush and stop every provider and server otelres set up (safe to call twice)."""
+        global _active
+        if self._shut:
+            return
+        self._shut = True
+        for provider in self._providers():
+            try:
+                provider.shutdown()
+            except Exception:
+                _log.exception("otelres: shutdown of %r failed", provider)
+        for server in self._servers:
+            try:
+                server.shutdown()
+                server.server_close()
+            except Exception:
+                _log.exception("otelres: stopping the Prometheus endpoint failed")
+        with _configure_lock:
+            if _active is self:
+                _active = None
+
+    def _providers(self) -> list[Any]:
+        pairs = (
+            ("traces", self.tracer_provider),
+            ("metrics", self.meter_provider),
+            ("logs", self.logger_provider),
+        )
+        return [p for signal, p in pairs if p is not None and signal in self.owned]
+
+
+_active: Telemetry | None = None
+_configure_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------- configure
+def configure(
+    config: Config | str | os.PathLike[str] | None = None,
+    *,
+    set_global: bool = True,
+    metric_readers: Sequence[MetricReader] = (),
+    span_processors: Sequence[SpanProcessor] = (),
+) -> Telemetry:
+    """Set up tracing, metrics and logs from *config* and return a :class:`Telemetry` handle.
+
+    *config* is a :class:`~otelres.config.Config`, a path to a ``config.toml``, or None to
+    load it the usual way (``OTELRES_CONFIG``, else ``./config.toml``, else defaults). It
+    becomes :func:`otelres.config.current`, which guards built from config read.
+
+    ``set_global=False`` builds the providers without installing them as the global ones
+    (inject them into components instead); ``metric_readers`` and ``span_processors`` are
+    added to the providers, for example an alert manager's reader or an in-memory exporter.
+
+    Calling it again returns the handle of the first call (shut that one down first to
+    configure anew).
+    """
+    global _active
+    with _configure_lock:
+        if _active is not None and set_global:
+            return _active
+        cfg = config if isinstance(config, Config) else load_config(config)
+        set_current(cfg)
+        _otel.set_span_mode(cfg.telemetry.span_mode)
+        settings = cfg.telemetry
+        if settings.sdk_disabled:
+            handle = Telemetry(config=cfg, disabled=True)
+        else:
+            handle = _build(cfg, settings, set_global, metric_readers, span_processors)
+        if set_global:
+            _active = handle
+        return handle
+
+
+def _build(
+    cfg: Config,
+    settings: TelemetrySettings,
+    set_global: bool,
+    metric_readers: Sequence[MetricReader],
+    span_processors: Sequence[SpanProcessor],
+) -> Telemetry:
+    from opentelemetry import metrics, trace
+    from opentelemetry._logs import get_logger_provider, set_logger_provider
+
+    resource = _resource(settings)
+    handle = Telemetry(config=cfg)
+    owned: list[str] = []
+
+    if set_global and _app_owns(trace.get_tracer_provider(), "ProxyTracerProvider"):
+        _warn_foreign("tracer")
+    else:
+        handle.tracer_provider = _tracer_provider(settings, resource, span_processors)
+        owned.append("traces")
+        if set_global:
+            trace.set_tracer_provider(handle.tracer_provider)
+
+    if set_global and _app_owns(metrics.get_meter_provider(), "_ProxyMeterProvider"):
+        _warn_foreign("meter")
+    else:
+        readers = [*_metric_readers(settings, handle), *metric_readers]
+        handle.meter_provider = _meter_provider(resource, readers)
+        owned.append("metrics")
+        if set_global:
+            metrics.set_meter_provider(handle.meter_provider)
+
+    logs_on = [e for e in settings.logs_exporter if e != "none"]
+    if logs_on:
+        if set_global and _app_owns(get_logger_provider(), "ProxyLoggerProvider"):
+            _warn_foreign("logger")
+        else:
+            handle.logger_provider = _logger_provider(settings, resource, logs_on)
+            owned.append("logs")
+            if set_global:
+                set_logger_provider(handle.logger_provider)
+    handle.owned = tuple(owned)
+
+    if set_global:
+        from otelres.monitoring import setup_logging
+
+        setup_logging(
+            cfg.monitoring,
+            service_name=str(resource.attributes.get("service.name", settings.service_name)),
+            logger_provider=handle.logger_provider,
+        )
+    return handle
+
+
+def _app_owns(provider: Any, proxy_name: str) -> bool:
+    return type(provider).__name__ not in (proxy_name, proxy_name.lstrip("_"), "NoOpTracerProvider")
+
+
+def _warn_foreign(kind: str) -> None:
+    warnings.warn(
+        f"otelres.configure(): the application already set a global {kind} provider; "
+        "otelres leaves it in place and does not add its exporters to it",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def _resource(settings: TelemetrySettings) -> Resource:
+    from opentelemetry.sdk.resources import Resource
+
+    from otelres._version import __version__
+
+    attributes: dict[str, str] = {
+        "service.name": settings.service_name,
+        "telemetry.distro.name": "otelres",
+        "telemetry.distro.version": __version__,
+    }
+    if settings.service_version:
+        attributes["service.version"] = settings.service_version
+    if settings.environment:
+        attributes["deployment.environment"] = settings.environment
+    # resource_attributes already carries OTEL_RESOURCE_ATTRIBUTES (it wins key by key),
+    # and service.name already carries OTEL_SERVICE_NAME.
+    attributes.update(settings.resource_attributes)
+    attributes["service.name"] = settings.service_name
+    return Resource.create(attributes)
+
+
+def _otlp_endpoint(settings: TelemetrySettings, path: str) -> str | None:
+    """The OTLP endpoint for one signal; None lets the exporter read its OTEL_* variables."""
+    base = settings.otlp_endpoint.rstrip("/")
+    if not base:
+        return None
+    if settings.otlp_protocol == "http/protobuf":
+        return f"{base}/{path}"
+    return base
+
+
+def _tracer_provider(
+    settings: TelemetrySettings, resource: Resource, extra: Sequence[SpanProcessor]
+) -> TracerProvider:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SimpleSpanProcessor,
+        SpanExporter,
+    )
+
+    provider = TracerProvider(resource=resource)
+    for name in settings.traces_exporter:
+        if name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            provider.add_span_processor(
+                SimpleSpanProcessor(_tracked("traces", ConsoleSpanExporter(), SpanExporter))
+            )
+        elif name == "otlp":
+            exporter = _otlp_exporter("trace", settings)
+            provider.add_span_processor(
+                BatchSpanProcessor(_tracked("traces", exporter, SpanExporter))
+            )
+        elif name == "prometheus":
+            _log.warning("otelres: 'prometheus' is not a traces exporter; ignored")
+    for processor in extra:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def _metric_readers(settings: TelemetrySettings, handle: Telemetry) -> list[MetricReader]:
+    from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+
+    interval = int(settings.metric_export_interval_seconds * 1000)
+    readers: list[MetricReader] = []
+    for name in settings.metrics_exporter:
+        if name == "console":
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            exporter = _tracked("metrics", ConsoleMetricExporter(), MetricExporter)
+            readers.append(PeriodicExportingMetricReader(exporter, interval))
+        elif name == "otlp":
+            exporter = _tracked("metrics", _otlp_exporter("metric", settings), MetricExporter)
+            readers.append(PeriodicExportingMetricReader(exporter, interval))
+        elif name == "prometheus":
+            readers.append(_prometheus_reader(settings, handle))
+    return readers
+
+
+def _prometheus_reader(settings: TelemetrySettings, handle: Telemetry) -> MetricReader:
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+    except ImportError as exc:
+        raise RuntimeError(
+            "[telemetry] metrics_exporter = 'prometheus' needs the prometheus extra: "
+            "pip install 'otelres[prometheus]'"
+        ) from exc
+    reader = PrometheusMetricReader()
+    server, _thread = start_http_server(settings.prometheus_port, addr=settings.prometheus_host)
+    handle._servers.append(server)
+    host, port = server.server_address[:2]
+    handle.prometheus_address = (str(host), int(port))
+    return reader
+
+
+def _meter_provider(resource: Resource, readers: Sequence[MetricReader]) -> MeterProvider:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    return MeterProvider(resource=resource, metric_readers=list(readers))
+
+
+def _logger_provider(
+    settings: TelemetrySettings, resource: Resource, exporters: Sequence[str]
+) -> LoggerProvider:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import (
+        BatchLogRecordProcessor,
+        LogRecordExporter,
+        SimpleLogRecordProcessor,
+    )
+
+    provider = LoggerProvider(resource=resource)
+    for name in exporters:
+        if name == "console":
+            from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+            provider.add_log_record_processor(
+                SimpleLogRecordProcessor(
+                    _tracked("logs", ConsoleLogRecordExporter(), LogRecordExporter)
+                )
+            )
+        elif name == "otlp":
+            exporter = _tracked("logs", _otlp_exporter("log", settings), LogRecordExporter)
+            provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+        elif name == "prometheus":
+            _log.warning("otelres: 'prometheus' is not a logs exporter; ignored")
+    return provider
+
+
+def _otlp_exporter(signal: str, settings: TelemetrySettings) -> Any:
+    """An OTLP exporter for *signal* (``trace``, ``metric``, ``log``) per protocol and endpoint."""
+    path = {"trace": "v1/traces", "metric": "v1/metrics", "log": "v1/logs"}[signal]
+    endpoint = _otlp_endpoint(settings, path)
+    timeout = settings.otlp_timeout_seconds
+    if settings.otlp_protocol == "http/protobuf":
+        if signal == "trace":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            return OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
+        if signal == "metric":
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+
+            return OTLPMetricExporter(endpoint=endpoint, timeout=timeout)
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(endpoint=endpoint, timeout=timeout)
+    insecure = True if endpoint and endpoint.startswith("http://") else None
+    if signal == "trace":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        return GrpcSpanExporter(endpoint=endpoint, insecure=insecure, timeout=timeout)
+    if signal == "metric":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        return GrpcMetricExporter(endpoint=endpoint, insecure=insecure, timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+        OTLPLogExporter as GrpcLogExporter,
+    )
+
+    return GrpcLogExporter(endpoint=endpoint, insecure=insecure, timeout=timeout)

@@ -1,0 +1,230 @@
+"""config.toml loading: the example parses, bad input names its key, OTEL_* wins, defaults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from otelres.config import Config, ConfigError, config_from_dict, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.toml"
+
+SEED_CONFIG = """
+[resilience]
+circuit_breaker_enabled = true
+circuit_breaker_threshold = 5
+circuit_breaker_timeout = 60
+
+[resilience.rate_limits]
+kraken = 10
+binance = 15
+coinbasepro = 8
+
+[monitoring]
+log_level = "INFO"
+structured_logging = true
+metrics_enabled = true
+
+[health_checks]
+enabled = true
+interval_seconds = 60
+checks = ["backtest", "exchange", "portfolio", "risk", "live"]
+
+[backup]
+enabled = true
+interval_hours = 24
+retention_days = 30
+backup_path = "./backups"
+compress = true
+"""
+
+
+def test_example_config_parses_every_section() -> None:
+    """The shipped example sets every section, and each value is read as written."""
+    config = load_config(EXAMPLE, environ={})
+    assert config.source == str(EXAMPLE)
+    assert config.telemetry.service_name == "trading-bot"
+    assert config.telemetry.resource_attributes == {"team": "quant"}
+    assert config.resilience.rate_limit("kraken") == 10
+    assert config.resilience.rate_limit("unknown-exchange") == 5
+    binance = config.resilience.breaker("binance")
+    assert (binance.failure_rate_threshold, binance.window_size, binance.minimum_calls) == (0.5, 50, 20)
+    assert binance.timeout_multiplier == 2.0
+    assert config.resilience.retry_for("kraken").max_attempts == 4
+    assert config.resilience.retry_for("kraken").multiplier == 2.0  # inherited default
+    assert config.resilience.retry_for("binance").max_attempts == 3
+    assert config.resilience.timeout("kraken") == 15.0
+    assert config.resilience.timeout("other") == 10.0
+    assert config.resilience.bulkheads["kraken"].max_queue == 16
+    assert config.resilience.redis.fail_mode == "open"
+    assert config.monitoring.redact_keys == ("account_id",)
+    assert config.health_checks.interval_seconds == 60
+    assert (config.backup.keep_last, config.backup.keep_daily) == (3, 7)
+
+
+def test_seed_configuration_is_accepted_verbatim(tmp_path: Path) -> None:
+    """The seed system's config.toml loads unchanged, with its values."""
+    path = tmp_path / "config.toml"
+    path.write_text(SEED_CONFIG)
+    config = load_config(path, environ={})
+    assert config.resilience.breaker("kraken").threshold == 5
+    assert config.resilience.breaker("kraken").timeout_seconds == 60
+    assert config.resilience.rate_limit("coinbasepro") == 8
+    assert config.resilience.rate_limit("nobody") is None
+    assert config.health_checks.checks == ("backtest", "exchange", "portfolio", "risk", "live")
+    assert config.backup.backup_path == "./backups"
+
+
+def test_no_file_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a file anywhere the configuration is all defaults, and that is not an error."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(environ={})
+    assert config == Config()
+    assert config.source is None
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    """OTELRES_CONFIG names the file when no path is given."""
+    path = tmp_path / "elsewhere.toml"
+    path.write_text('[telemetry]\nservice_name = "from-env-path"\n')
+    config = load_config(environ={"OTELRES_CONFIG": str(path)})
+    assert config.telemetry.service_name == "from-env-path"
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    """A file that was asked for by name but does not exist is reported, not silently skipped."""
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "missing.toml", environ={})
+    with pytest.raises(ConfigError, match="missing.toml"):
+        load_config(environ={"OTELRES_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    """A syntax error is reported with the file name."""
+    path = tmp_path / "broken.toml"
+    path.write_text("[resilience\n")
+    with pytest.raises(ConfigError, match=r"broken\.toml: not valid TOML"):
+        load_config(path, environ={})
+
+
+BAD_INPUTS = [
+    ({"resilience": {"circuit_breaker_threshold": "five"}}, "resilience.circuit_breaker_threshold", "expected an integer"),
+    ({"resilience": {"circuit_breaker_threshold": 0}}, "resilience.circuit_breaker_threshold", ">= 1"),
+    ({"resilience": {"rate_limits": {"kraken": -1}}}, "resilience.rate_limits.kraken", "> 0"),
+    ({"resilience": {"rate_limits": {"kraken": "fast"}}}, "resilience.rate_limits.kraken", "expected a number"),
+    ({"resilience": {"circuit_breaker_treshold": 3}}, "resilience.circuit_breaker_treshold", "did you mean 'circuit_breaker_threshold'"),
+    ({"resilience": {"circuit_breaker": {"kraken": {"treshold": 3}}}}, "resilience.circuit_breaker.kraken.treshold", "did you mean 'threshold'"),
+    ({"resilience": {"circuit_breaker": {"kraken": {"failure_rate_threshold": 1.5}}}}, "resilience.circuit_breaker.kraken.failure_rate_threshold", "<= 1"),
+    ({"resilience": {"retry": {"jitter": "fulll"}}}, "resilience.retry.jitter", "did you mean 'full'"),
+    ({"resilience": {"retry": {"kraken": {"max_attempts": 0}}}}, "resilience.retry_overrides.kraken.max_attempts", ">= 1"),
+    ({"resilience": {"redis": {"fail_mode": "maybe"}}}, "resilience.redis.fail_mode", "one of 'open', 'closed'"),
+    ({"telemetry": {"traces_exporter": "zipkin"}}, "telemetry.traces_exporter[0]", "one of 'none', 'console', 'otlp', 'prometheus'"),
+    ({"telemetry": {"otlp_protocol": "http"}}, "telemetry.otlp_protocol", "one of 'grpc', 'http/protobuf'"),
+    ({"telemetry": {"prometheus_port": 70000}}, "telemetry.prometheus_port", "<= 65535"),
+    ({"telemetry": {"span_mode": "sometimes"}}, "telemetry.span_mode", "'off', 'events', 'always'"),
+    ({"monitoring": {"structured_logging": "yes"}}, "monitoring.structured_logging", "expected true or false"),
+    ({"monitoring": {"log_level": "LOUD"}}, "monitoring.log_level", "one of 'DEBUG'"),
+    ({"health_checks": {"checks": "risk"}}, "health_checks.checks", None),
+    ({"health_checks": {"interval_seconds": -5}}, "health_checks.interval_seconds", "> 0"),
+    ({"backup": {"retention_days": 1.5}}, "backup.retention_days", "expected an integer"),
+    ({"backup": "yes"}, "backup", "expected a table"),
+    ({"backups": {}}, "backups", "did you mean 'backup'"),
+]
+
+
+@pytest.mark.parametrize(("data", "key", "expected"), BAD_INPUTS, ids=[k for _, k, _ in BAD_INPUTS])
+def test_bad_input_names_the_file_and_key(data: dict[str, object], key: str, expected: str | None) -> None:
+    """Each invalid value is an error naming the file, the dotted key and what was expected."""
+    if expected is None:  # a single string where a list is expected is accepted as a list of one
+        config = config_from_dict(data, source="bot.toml", environ={})
+        assert config.health_checks.checks == ("risk",)
+        return
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, source="bot.toml", environ={})
+    (problem,) = info.value.problems
+    assert problem.startswith(f"bot.toml: {key}: ")
+    assert expected in problem
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """Several mistakes give several lines in one error, so one run fixes them all."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(
+            {"resilience": {"circuit_breaker_threshold": -1, "rate_limits": {"a": 0}}, "backup": {"compress": 1}},
+            environ={},
+        )
+    assert len(info.value.problems) == 3
+
+
+def test_otel_environment_wins_over_the_file(tmp_path: Path) -> None:
+    """Standard OTEL_* variables override [telemetry], as OpenTelemetry users expect."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[telemetry]\nservice_name = "file"\ntraces_exporter = "console"\notlp_protocol = "grpc"\n'
+        'sdk_disabled = false\n[telemetry.resource_attributes]\nteam = "file"\nregion = "eu"\n'
+    )
+    env = {
+        "OTEL_SERVICE_NAME": "env-service",
+        "OTEL_TRACES_EXPORTER": "otlp,console",
+        "OTEL_METRICS_EXPORTER": "prometheus",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SDK_DISABLED": "true",
+        "OTEL_RESOURCE_ATTRIBUTES": "team=env,deployment.environment=prod%20eu",
+    }
+    telemetry = load_config(path, environ=env).telemetry
+    assert telemetry.service_name == "env-service"
+    assert telemetry.traces_exporter == ("otlp", "console")
+    assert telemetry.metrics_exporter == ("prometheus",)
+    assert telemetry.logs_exporter == ("otlp",)
+    assert telemetry.otlp_endpoint == "http://127.0.0.1:4318"
+    assert telemetry.otlp_protocol == "http/protobuf"
+    assert telemetry.sdk_disabled is True
+    assert dict(telemetry.resource_attributes) == {
+        "team": "env",
+        "region": "eu",
+        "deployment.environment": "prod eu",
+    }
+
+
+def test_bad_otel_environment_is_reported() -> None:
+    """An invalid OTEL_* value is an error that names the variable."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({}, environ={"OTEL_SDK_DISABLED": "perhaps", "OTEL_TRACES_EXPORTER": "jaeger"})
+    text = str(info.value)
+    assert "OTEL_SDK_DISABLED" in text
+    assert "telemetry.traces_exporter[0]" in text
+
+
+def test_settings_are_frozen() -> None:
+    """Settings objects cannot be changed after loading."""
+    config = Config()
+    with pytest.raises(AttributeError):
+        config.telemetry.service_name = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.resilience.rate_limits["x"] = 1.0  # type: ignore[index]
+
+
+def test_config_check_command(tmp_path: Path) -> None:
+    """`otelres config check` prints the effective settings, or every error with exit status 2."""
+    good = subprocess.run(
+        [sys.executable, "-m", "otelres", "config", "check", str(EXAMPLE)],
+        capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert good.returncode == 0, good.stderr
+    assert '"service_name": "trading-bot"' in good.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[resilience]\ncircuit_breaker_treshold = 3\n[backup]\nretention_days = -1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "otelres", "config", "check", str(bad)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert f"{bad}: resilience.circuit_breaker_treshold: unknown key; did you mean" in result.stderr
+    assert f"{bad}: backup.retention_days: expected an integer >= 0, got -1" in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,259 @@
+"""otelres.configure(): spans and metrics reach in-memory exporters, a real OTLP/HTTP receiver
+and a Prometheus endpoint; it is idempotent, respects OTEL_SDK_DISABLED and foreign providers,
+and a dead collector never hurts the application."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otelres import _otel
+from otelres._testing.otlp_receiver import OtlpHttpReceiver, attributes_of
+from otelres.config import config_from_dict
+from otelres.telemetry import configure, export_status
+
+from .conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(**telemetry: object) -> object:
+    return config_from_dict({"telemetry": telemetry}, environ={})
+
+
+def _emit(handle: object) -> None:
+    """One span and one counter point through otelres' own tracer and meter."""
+    tracer = _otel.get_tracer(handle.tracer_provider)  # type: ignore[attr-defined]
+    meter = _otel.get_meter(handle.meter_provider)  # type: ignore[attr-defined]
+    with tracer.start_as_current_span("kraken fetch_ticker", attributes={"exchange.id": "kraken"}):
+        meter.create_counter("otelres.test.calls", unit="{call}").add(3, {"outcome": "ok"})
+
+
+def test_span_and_metric_reach_in_memory_exporters() -> None:
+    """Processors and readers passed to configure() receive otelres' spans and metrics."""
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    handle = configure(
+        _config(service_name="unit", environment="test"),
+        set_global=False,
+        span_processors=[SimpleSpanProcessor(spans)],
+        metric_readers=[reader],
+    )
+    try:
+        _emit(handle)
+        (span,) = spans.get_finished_spans()
+        assert span.name == "kraken fetch_ticker"
+        assert span.instrumentation_scope.name == "otelres"
+        assert span.resource.attributes["service.name"] == "unit"
+        assert span.resource.attributes["deployment.environment"] == "test"
+        data = reader.get_metrics_data()
+        points = [
+            (m.name, p.value, dict(p.attributes))
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            for p in m.data.data_points
+        ]
+        assert ("otelres.test.calls", 3, {"outcome": "ok"}) in points
+    finally:
+        handle.shutdown()
+
+
+@pytest.mark.integration
+def test_otlp_http_wire_format_reaches_a_real_receiver() -> None:
+    """Over OTLP/HTTP the receiver decodes the protobuf into the span, metric and resource sent."""
+    with OtlpHttpReceiver() as receiver:
+        handle = configure(
+            _config(
+                service_name="wire",
+                service_version="9.9",
+                traces_exporter="otlp",
+                metrics_exporter="otlp",
+                otlp_protocol="http/protobuf",
+                otlp_endpoint=receiver.endpoint,
+                resource_attributes={"team": "quant"},
+            ),
+            set_global=False,
+        )
+        _emit(handle)
+        assert handle.force_flush(10)
+        receiver.wait_for(lambda r: bool(r.spans()) and "otelres.test.calls" in r.metric_names())
+        handle.shutdown()
+    (span,) = receiver.spans()
+    assert span.name == "kraken fetch_ticker"
+    assert attributes_of(span) == {"exchange.id": "kraken"}
+    assert len(span.trace_id) == 16 and len(span.span_id) == 8
+    resource = receiver.resource_attributes()
+    assert resource["service.name"] == "wire"
+    assert resource["service.version"] == "9.9"
+    assert resource["team"] == "quant"
+    assert export_status().ok is True
+
+
+@pytest.mark.integration
+def test_prometheus_endpoint_is_scraped_over_http() -> None:
+    """With the Prometheus exporter, /metrics serves otelres' counters in text format."""
+    handle = configure(
+        _config(metrics_exporter="prometheus", prometheus_port=0, service_name="scraped"),
+        set_global=False,
+    )
+    try:
+        assert handle.prometheus_url is not None
+        _emit(handle)
+        with urllib.request.urlopen(handle.prometheus_url, timeout=5) as response:
+            body = response.read().decode()
+        assert 'otelres_test_calls_total{' in body
+        line = next(line for line in body.splitlines() if line.startswith("otelres_test_calls_total{"))
+        assert 'outcome="ok"' in line and line.endswith(" 3.0")
+    finally:
+        handle.shutdown()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(handle.prometheus_url, timeout=2)
+
+
+@pytest.mark.integration
+def test_collector_down_leaves_the_application_working() -> None:
+    """Exporting to a port where nothing listens fails quietly and is reported by export_status()."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    handle = configure(
+        _config(traces_exporter="otlp", otlp_protocol="http/protobuf", otlp_endpoint=dead, otlp_timeout_seconds=1),
+        set_global=False,
+    )
+    try:
+        _emit(handle)  # must not raise
+        handle.force_flush(5)
+        status = export_status()
+        assert status.ok is False
+        assert status.signal == "traces"
+        assert status.last_error and "export failed" in status.last_error
+    finally:
+        handle.shutdown()
+
+
+def test_collector_rejecting_requests_is_reported() -> None:
+    """A collector that answers 400 to every export turns export_status() to failed."""
+    with OtlpHttpReceiver() as receiver:
+        receiver.fail_with = 400
+        handle = configure(
+            _config(metrics_exporter="otlp", otlp_protocol="http/protobuf", otlp_endpoint=receiver.endpoint),
+            set_global=False,
+        )
+        _emit(handle)
+        handle.force_flush(5)
+        handle.shutdown()
+    assert export_status().ok is False
+    assert export_status().signal == "metrics"
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELRES_"))}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, check=False, timeout=60, cwd=ROOT / "tests",
+        env={**clean, **env},
+    )
+
+
+@pytest.mark.integration
+def test_global_configure_from_environment_exports_over_otlp() -> None:
+    """In a fresh process, configure() driven by OTEL_* alone installs global providers that export."""
+    with OtlpHttpReceiver() as receiver:
+        result = _run(
+            """
+            import otelres
+            from otelres import _otel
+            from opentelemetry import trace, metrics
+            t = otelres.configure()
+            assert otelres.configure() is t, "configure() must be idempotent"
+            assert trace.get_tracer_provider() is t.tracer_provider
+            with _otel.get_tracer().start_as_current_span("global span"):
+                _otel.get_meter().create_counter("otelres.test.global").add(1)
+            t.shutdown()
+            """,
+            OTEL_SERVICE_NAME="from-env",
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_RESOURCE_ATTRIBUTES="deployment.environment=ci",
+        )
+        assert result.returncode == 0, result.stderr
+        receiver.wait_for(lambda r: bool(r.spans()) and "otelres.test.global" in r.metric_names())
+    assert receiver.span_names() == ["global span"]
+    assert receiver.resource_attributes()["service.name"] == "from-env"
+    assert receiver.resource_attributes()["deployment.environment"] == "ci"
+
+
+def test_sdk_disabled_sets_up_nothing_and_everything_still_works() -> None:
+    """With OTEL_SDK_DISABLED=true configure() installs no provider, and tracing still works as no-op."""
+    result = _run(
+        """
+        import otelres
+        from otelres import _otel
+        from opentelemetry import trace
+        t = otelres.configure()
+        assert t.disabled and t.tracer_provider is None and t.meter_provider is None
+        assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+        with _otel.get_tracer().start_as_current_span("x"):
+            _otel.get_meter().create_counter("c").add(1)
+        t.force_flush(); t.shutdown()
+        print("ok")
+        """,
+        OTEL_SDK_DISABLED="true",
+        OTEL_TRACES_EXPORTER="console",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_providers_set_by_the_application_are_never_replaced() -> None:
+    """When the app already set a tracer provider, configure() warns and leaves it in place."""
+    result = _run(
+        """
+        import warnings
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        mine = TracerProvider()
+        trace.set_tracer_provider(mine)
+        import otelres
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t = otelres.configure()
+        assert trace.get_tracer_provider() is mine
+        assert t.tracer_provider is None and "traces" not in t.owned
+        assert t.meter_provider is not None
+        print(caught[0].message)
+        """,
+        OTEL_TRACES_EXPORTER="console",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "already set a global tracer provider" in result.stdout
+
+
+def test_console_exporter_prints_spans() -> None:
+    """The console exporter writes finished spans to stdout as JSON."""
+    result = _run(
+        """
+        import otelres
+        from otelres import _otel
+        otelres.configure()
+        with _otel.get_tracer().start_as_current_span("printed span"):
+            pass
+        """,
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="none",
+    )
+    assert result.returncode == 0, result.stderr
+    start = result.stdout.index("{")
+    span = json.loads(result.stdout[start:])
+    assert span["name"] == "printed span"
