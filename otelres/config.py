@@ -261,6 +261,16 @@ class HealthSettings:
     port: int = field(default=8080, metadata=_check(ge=0, le=65535))
     custom: Mapping[str, str] = field(default_factory=_empty_map)
     """``name = "package.module:attribute"``: user checks by import path."""
+    breakers: tuple[str, ...] = ()
+    """Breakers the ``circuit_breakers`` check watches; empty: every breaker."""
+    limiter_max_wait_ratio: float = field(default=0.5, metadata=_check(ge=0, le=1))
+    """``rate_limiters`` is YELLOW when more than this share of calls waited since its last run."""
+    limiter_max_rejections: int = field(default=0, metadata=_check(ge=0))
+    """``rate_limiters`` is YELLOW when more calls than this were rejected since its last run."""
+    exchanges: tuple[str, ...] = ()
+    """ccxt exchange ids the ``exchange`` check probes (``fetch_status`` / ``fetch_time``)."""
+    exchange_latency_warning_seconds: float = field(default=1.0, metadata=_check(gt=0))
+    """``exchange`` is YELLOW when a round trip takes longer than this."""
 
 
 @dataclass(frozen=True)
