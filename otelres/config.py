@@ -179,6 +179,8 @@ class RedisSettings:
     """When Redis is unreachable: ``open`` falls back to local state, ``closed`` rejects."""
     socket_timeout_seconds: float = field(default=0.25, metadata=_check(gt=0))
     connect_timeout_seconds: float = field(default=0.25, metadata=_check(gt=0))
+    reconnect_interval_seconds: float = field(default=1.0, metadata=_check(gt=0))
+    """After Redis failed, calls use the fail mode without trying it for this long."""
     state_cache_seconds: float = field(default=0.0, metadata=_check(ge=0))
     """How stale a locally cached breaker state may be; 0 asks Redis on every call."""
 
