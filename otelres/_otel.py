@@ -77,7 +77,7 @@ def set_span_mode(mode: str) -> None:
     global _span_mode
     if mode not in SPAN_MODES:
         raise ValueError(f"span_mode must be one of {', '.join(SPAN_MODES)}; got {mode!r}")
-    _span_mode = mode  # type: ignore[assignment]
+    _span_mode = mode
 
 
 def get_meter(provider: MeterProvider | None = None) -> Meter:

@@ -311,7 +311,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The effective configuration as plain data (what ``otelres config check`` prints)."""
-        data = _plain(self)
+        data: dict[str, Any] = _plain(self)
         data.pop("source", None)
         return data
 
@@ -513,7 +513,7 @@ def _coerce(
             if ok:
                 out.append(value)
         return len(problems) == start, tuple(out)
-    if origin in (Mapping, dict, typing.Mapping):  # noqa: UP006 - typing.Mapping may appear
+    if origin in (Mapping, dict):
         if not isinstance(raw, Mapping):
             return bad("a table")
         value_hint = args[1]

@@ -105,11 +105,10 @@ def _tracked(signal: str, exporter: Any, base: type) -> Any:
     readers see the same preferences (temporality, aggregation) as the wrapped exporter.
     """
 
-    class Tracked(base):  # type: ignore[misc,valid-type]
+    class Tracked(base):  # type: ignore[misc]
         def __init__(self) -> None:
             if signal == "metrics":
-                base.__init__(
-                    self,
+                super().__init__(
                     preferred_temporality=exporter._preferred_temporality,
                     preferred_aggregation=exporter._preferred_aggregation,
                 )

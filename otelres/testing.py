@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from otelres._testing.clock import FakeClock
     from otelres._testing.otlp_receiver import OtlpHttpReceiver
     from otelres._testing.telemetry import TelemetryCapture, capture_telemetry
+    from otelres.resilience._retry import no_backoff
 
 __all__ = ["FakeClock", "OtlpHttpReceiver", "TelemetryCapture", "capture_telemetry", "no_backoff"]
 

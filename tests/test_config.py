@@ -99,7 +99,7 @@ def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     """A file that was asked for by name but does not exist is reported, not silently skipped."""
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_config(tmp_path / "missing.toml", environ={})
-    with pytest.raises(ConfigError, match="missing.toml"):
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
         load_config(environ={"OTELRES_CONFIG": str(tmp_path / "missing.toml")})
 
 

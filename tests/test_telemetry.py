@@ -92,7 +92,8 @@ def test_otlp_http_wire_format_reaches_a_real_receiver() -> None:
     (span,) = receiver.spans()
     assert span.name == "kraken fetch_ticker"
     assert attributes_of(span) == {"exchange.id": "kraken"}
-    assert len(span.trace_id) == 16 and len(span.span_id) == 8
+    assert len(span.trace_id) == 16
+    assert len(span.span_id) == 8
     resource = receiver.resource_attributes()
     assert resource["service.name"] == "wire"
     assert resource["service.version"] == "9.9"
@@ -114,7 +115,8 @@ def test_prometheus_endpoint_is_scraped_over_http() -> None:
             body = response.read().decode()
         assert 'otelres_test_calls_total{' in body
         line = next(line for line in body.splitlines() if line.startswith("otelres_test_calls_total{"))
-        assert 'outcome="ok"' in line and line.endswith(" 3.0")
+        assert 'outcome="ok"' in line
+        assert line.endswith(" 3.0")
     finally:
         handle.shutdown()
     with pytest.raises(OSError):
@@ -135,7 +137,8 @@ def test_collector_down_leaves_the_application_working() -> None:
         status = export_status()
         assert status.ok is False
         assert status.signal == "traces"
-        assert status.last_error and "export failed" in status.last_error
+        assert status.last_error is not None
+        assert "export failed" in status.last_error
     finally:
         handle.shutdown()
 

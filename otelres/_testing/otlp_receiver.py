@@ -71,8 +71,8 @@ class OtlpHttpReceiver:
     @property
     def endpoint(self) -> str:
         """``http://127.0.0.1:PORT``: the base endpoint (exporters append ``/v1/...``)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def __enter__(self) -> OtlpHttpReceiver:
         self._thread.start()
