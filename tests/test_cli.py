@@ -1,0 +1,42 @@
+"""The `otelres` command: version, help, usage errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from otelres import __version__
+from otelres._cli import main
+
+
+def test_version_flag_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """`otelres --version` prints the package version and exits 0."""
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"otelres {__version__}"
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a subcommand the help lists the commands."""
+    assert main([]) == 0
+    assert "config" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown subcommand exits with status 2 and names the bad choice."""
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+    assert "frobnicate" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    """`python -m otelres --version` works as the installed `otelres` script does."""
+    result = subprocess.run(
+        [sys.executable, "-m", "otelres", "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"otelres {__version__}"
