@@ -3,7 +3,9 @@
 * :func:`capture_telemetry` records spans and metrics in memory so a test can assert on them;
 * :class:`FakeClock` is a monotonic clock a test moves by hand, for breakers, limiters and retries;
 * :func:`no_backoff` makes retries happen without sleeping;
-* :class:`OtlpHttpReceiver` is a real OTLP/HTTP receiver that decodes what your exporters send.
+* :class:`OtlpHttpReceiver` is a real OTLP/HTTP receiver that decodes what your exporters send;
+* :class:`ExchangeServer` is a local Kraken + Binance REST exchange for real ccxt clients, with
+  fault injection (:class:`Fault`, :class:`Phase`) and :func:`exchange_client` to connect to it.
 
 Names are resolved on first access, so importing this module costs nothing extra.
 """
@@ -15,13 +17,28 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from otelres._testing.clock import FakeClock
+    from otelres._testing.exchange import ExchangeServer, Fault, Phase, exchange_client
     from otelres._testing.otlp_receiver import OtlpHttpReceiver
     from otelres._testing.telemetry import TelemetryCapture, capture_telemetry
     from otelres.resilience._retry import no_backoff
 
-__all__ = ["FakeClock", "OtlpHttpReceiver", "TelemetryCapture", "capture_telemetry", "no_backoff"]
+__all__ = [
+    "ExchangeServer",
+    "FakeClock",
+    "Fault",
+    "OtlpHttpReceiver",
+    "Phase",
+    "TelemetryCapture",
+    "capture_telemetry",
+    "exchange_client",
+    "no_backoff",
+]
 
 _LAZY = {
+    "ExchangeServer": "otelres._testing.exchange",
+    "Fault": "otelres._testing.exchange",
+    "Phase": "otelres._testing.exchange",
+    "exchange_client": "otelres._testing.exchange",
     "FakeClock": "otelres._testing.clock",
     "OtlpHttpReceiver": "otelres._testing.otlp_receiver",
     "TelemetryCapture": "otelres._testing.telemetry",
