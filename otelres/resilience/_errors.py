@@ -48,3 +48,17 @@ class RateLimitExceededError(ResilienceError):
 class BulkheadFullError(ResilienceError):
     """Raised when bulkhead ``name`` has no free slot and no room left in its queue."""
 
+
+class CallTimeoutError(ResilienceError, TimeoutError):
+    """Raised when a call guarded by timeout ``name`` did not finish within ``timeout`` seconds.
+
+    A subclass of the builtin :class:`TimeoutError` (so ``except TimeoutError`` catches it)
+    and of :class:`ResilienceError`. A circuit breaker around the timeout records it as a
+    failure with ``error.type`` ``CallTimeoutError``.
+    """
+
+    def __init__(self, name: str, timeout: float) -> None:
+        super().__init__(
+            f"call guarded by timeout {name!r} took longer than {timeout:.3g} s", name=name
+        )
+        self.timeout = timeout
