@@ -1,0 +1,205 @@
+"""JSON and text formatters that add the service name and the active trace context.
+
+Both formatters read the trace context of the span that is current *while the record is
+formatted*, which for the usual synchronous handlers is the caller's span. Trace fields are
+added to the output only, never set on the shared ``LogRecord``, so other handlers (an
+OTLP handler in particular) never see them as attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from opentelemetry.trace import get_current_span
+from pythonjsonlogger.json import JsonFormatter
+
+from otelres.monitoring._redaction import Redactor, safe_str
+
+__all__ = ["RESERVED_RECORD_KEYS", "JsonLogFormatter", "TextLogFormatter", "extra_fields"]
+
+RESERVED_RECORD_KEYS = frozenset(
+    {
+        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
+        "message",
+        "asctime",
+        "taskName",
+        # Set by opentelemetry-instrumentation-logging when an application turns on its
+        # log correlation; otelres writes its own trace fields instead.
+        "otelTraceID",
+        "otelSpanID",
+        "otelTraceSampled",
+        "otelServiceName",
+    }
+)
+"""``LogRecord`` attributes that are not the caller's ``extra`` fields."""
+
+
+def extra_fields(record: logging.LogRecord, redactor: Redactor) -> dict[str, Any]:
+    """The caller's ``extra`` fields of *record* (and a dict message's items), redacted."""
+    fields: dict[str, Any] = {}
+    for key, value in record.__dict__.items():
+        if key not in RESERVED_RECORD_KEYS and key[:1] != "_":
+            fields[key] = redactor.field(key, value)
+    msg = record.msg
+    if isinstance(msg, dict):
+        for key, value in msg.items():
+            skey = safe_str(key)
+            fields[skey] = redactor.field(skey, value)
+    return fields
+
+
+def message_of(record: logging.LogRecord, redactor: Redactor) -> str:
+    """The record's formatted message, redacted ('' for a dict message).
+
+    A message whose ``%`` arguments do not fit is shown as the template followed by the
+    arguments instead of failing.
+    """
+    msg = record.msg
+    if isinstance(msg, dict):
+        return ""
+    try:
+        text = record.getMessage()
+    except Exception:
+        text = f"{safe_str(msg)} (arguments {safe_str(record.args)} did not fit)"
+    return redactor.text(text)
+
+
+class _UtcClock:
+    """``2026-01-31T12:00:00.123Z`` timestamps, with the per-second part computed once."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: tuple[int, str] = (-1, "")
+
+    def __call__(self, created: float, msecs: float) -> str:
+        second = int(created)
+        cached = self._cache
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._cache = cached
+        return f"{cached[1]}.{int(msecs):03d}Z"
+
+
+def _trace_fields(out: dict[str, Any]) -> None:
+    context = get_current_span().get_span_context()
+    if context.is_valid:
+        out["trace_id"] = format(context.trace_id, "032x")
+        out["span_id"] = format(context.span_id, "016x")
+        out["trace_flags"] = format(context.trace_flags, "02x")
+
+
+# python-json-logger may return exception text as a list of lines; we want the text.
+_plain = logging.Formatter
+
+
+class JsonLogFormatter(JsonFormatter):
+    """One JSON object per record, through python-json-logger.
+
+    Fields, in order: ``timestamp`` (UTC, ISO 8601, milliseconds, ``Z``), ``level``,
+    ``logger``, ``message``, ``service.name`` (when known), ``trace_id`` / ``span_id`` /
+    ``trace_flags`` (W3C lowercase hex, only while a span is active), the caller's ``extra``
+    fields, then ``exc_info`` and ``stack_info`` when present. Everything is redacted by
+    *redactor*.
+
+    Formatting never raises: a record that cannot be formatted becomes a line saying so.
+    """
+
+    def __init__(
+        self,
+        *,
+        service_name: str | None = None,
+        redactor: Redactor | None = None,
+        json_ensure_ascii: bool = False,
+    ) -> None:
+        super().__init__(json_ensure_ascii=json_ensure_ascii)
+        self.service_name = service_name or None
+        self.redactor = redactor or Redactor()
+        self._clock = _UtcClock()
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The JSON line for *record* (see the class docs for its fields)."""
+        try:
+            redactor = self.redactor
+            out: dict[str, Any] = {
+                "timestamp": self._clock(record.created, record.msecs),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": message_of(record, redactor),
+            }
+            if self.service_name is not None:
+                out["service.name"] = self.service_name
+            _trace_fields(out)
+            for key, value in extra_fields(record, redactor).items():
+                # A caller's field never hides a core field such as the message or trace_id.
+                out["extra." + key if key in out else key] = value
+            if record.exc_info:
+                out["exc_info"] = redactor.text(_plain.formatException(self, record.exc_info))
+            elif record.exc_text:
+                out["exc_info"] = redactor.text(record.exc_text)
+            if record.stack_info:
+                out["stack_info"] = redactor.text(_plain.formatStack(self, record.stack_info))
+            return self.serialize_log_record(out)
+        except Exception as exc:
+            return self.serialize_log_record(_failure_line(record, exc))
+
+
+class TextLogFormatter(logging.Formatter):
+    """Readable lines that still carry the trace context and the ``extra`` fields::
+
+        2026-01-31T12:00:00.123Z INFO     app.orders: order placed side=buy service.name=bot
+            trace_id=4bf9... span_id=00f0... trace_flags=01     (on one line)
+
+    Redacted like :class:`JsonLogFormatter`; formatting never raises.
+    """
+
+    def __init__(self, *, service_name: str | None = None, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.service_name = service_name or None
+        self.redactor = redactor or Redactor()
+        self._clock = _UtcClock()
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The text line for *record*, followed by the exception text if any."""
+        try:
+            redactor = self.redactor
+            parts = [
+                self._clock(record.created, record.msecs),
+                f"{record.levelname:<8}",
+                f"{record.name}:",
+                message_of(record, redactor),
+            ]
+            context: dict[str, Any] = {}
+            if self.service_name is not None:
+                context["service.name"] = self.service_name
+            _trace_fields(context)
+            for key, value in (*extra_fields(record, redactor).items(), *context.items()):
+                parts.append(f"{key}={_text_value(value)}")
+            line = " ".join(parts)
+            if record.exc_info:
+                line += "\n" + redactor.text(self.formatException(record.exc_info))
+            elif record.exc_text:
+                line += "\n" + redactor.text(record.exc_text)
+            if record.stack_info:
+                line += "\n" + redactor.text(self.formatStack(record.stack_info))
+            return line
+        except Exception as exc:
+            failure = _failure_line(record, exc)
+            return f"{failure['level']} {failure['logger']}: {failure['message']}"
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else safe_str(value)
+    if not text or any(c.isspace() for c in text) or '"' in text:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+def _failure_line(record: logging.LogRecord, exc: BaseException) -> dict[str, Any]:
+    return {
+        "level": safe_str(getattr(record, "levelname", "ERROR")),
+        "logger": safe_str(getattr(record, "name", "?")),
+        "message": f"<log record could not be formatted: {type(exc).__name__}>",
+    }

@@ -1,0 +1,196 @@
+"""Masking secrets in log output: sensitive keys, ``key=value`` text, and registered values.
+
+Three things are masked, in every handler otelres installs (JSON, text and OTLP alike):
+
+* the value of any field whose *key* names a secret (``api_key``, ``apiKey``, ``X-Api-Key``,
+  ``client_secret``, ``password``, ``passphrase``, ``token``, ``signature``,
+  ``authorization``, ... plus ``[monitoring] redact_keys``), in ``extra`` fields and in
+  dicts and lists nested inside them;
+* ``key=value`` and ``key: value`` pairs with such a key inside free text: the message, string
+  values of other fields, and exception text (``Authorization: Bearer abc`` masks the
+  whole credential);
+* any value registered at run time with :func:`register_secret`, wherever it appears.
+
+A key names a secret when, ignoring case and the separators ``_``, ``-`` and ``.``, it ends
+with one of the sensitive names: ``kraken_api_key`` and ``X-Api-Key`` do, ``max_tokens``
+does not.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["DEFAULT_REDACT_KEYS", "MASK", "Redactor", "register_secret", "registered_secrets"]
+
+MASK = "***"
+"""What a masked value is replaced with."""
+
+DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    "api_key",
+    "apiKey",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "token",
+    "signature",
+    "authorization",
+    "private_key",
+    "cookie",
+    "credentials",
+)
+"""Key names whose values are always masked (``[monitoring] redact_keys`` adds to them)."""
+
+_MIN_SECRET_LENGTH = 4
+_MAX_DEPTH = 8
+_KEY_CACHE_LIMIT = 4096
+_WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
+
+# Registered secrets are process-wide: a secret is a secret for every handler. The tuple is
+# replaced, never mutated, so readers need no lock.
+_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Mask *value* wherever it appears in log output from now on (message, fields, exceptions).
+
+    Register API keys, passphrases and webhook tokens as soon as they are read, so that a
+    stray ``logger.info(f"using {key}")`` or a traceback that prints them shows ``***``.
+    Values shorter than 4 characters are refused: masking them would garble ordinary text.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"register_secret(value): expected a str, got {type(value).__name__}")
+    if len(value) < _MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"register_secret(value): a secret must have at least {_MIN_SECRET_LENGTH} characters"
+        )
+    global _secrets
+    with _secrets_lock:
+        if value not in _secrets:
+            # Longest first, so a secret that contains another is masked whole.
+            _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
+
+
+def registered_secrets() -> int:
+    """How many secrets are registered (the values themselves are never handed out)."""
+    return len(_secrets)
+
+
+def _forget_secrets() -> None:
+    """Drop every registered secret (for tests)."""
+    global _secrets
+    with _secrets_lock:
+        _secrets = ()
+
+
+def _normalise(key: str) -> str:
+    return key.lower().replace("_", "").replace("-", "").replace(".", "")
+
+
+def _key_regex(keys: Iterable[str]) -> str:
+    """A regex alternative matching each key with any of ``_``, ``-``, ``.`` or nothing between words."""
+    variants = []
+    for key in keys:
+        words = [w for w in _WORD_SPLIT.split(key) if w]
+        if words:
+            variants.append(r"[_.\-]?".join(re.escape(w) for w in words))
+    # Longest first, so that "private_key" wins over a shorter key it ends with.
+    return "|".join(sorted(set(variants), key=len, reverse=True))
+
+
+class Redactor:
+    """Masks secrets in log fields and text; one per handler configuration.
+
+    ``Redactor(extra_keys)`` masks the :data:`DEFAULT_REDACT_KEYS` plus *extra_keys*, and
+    every value passed to :func:`register_secret`::
+
+        redactor = Redactor(["account_id"])
+        redactor.text("login with api_key=abc123")     # 'login with api_key=***'
+        redactor.field("apiKey", "abc123")             # '***'
+
+    Values that are neither plain scalars nor containers become their ``str()`` (masked
+    too), so what reaches the serializer is always JSON-safe. Nothing here raises: an
+    object whose ``str()`` fails becomes ``<unprintable TypeName>``.
+    """
+
+    __slots__ = ("_key_cache", "_names", "_pair")
+
+    def __init__(self, extra_keys: Iterable[str] = ()) -> None:
+        keys = (*DEFAULT_REDACT_KEYS, *extra_keys)
+        self._names = tuple(sorted({_normalise(k) for k in keys if k}, key=len, reverse=True))
+        self._key_cache: dict[str, bool] = {}
+        self._pair = re.compile(
+            r"(?P<key>" + _key_regex(keys) + r")"
+            r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
+            r"(?P<value>(?:(?:bearer|basic|digest|token)\s+)?[^\s\"',;&}\]]+)",
+            re.IGNORECASE,
+        )
+
+    def is_sensitive(self, key: str) -> bool:
+        """Whether the value of a field called *key* is masked."""
+        cached = self._key_cache.get(key)
+        if cached is None:
+            norm = _normalise(key)
+            cached = any(norm.endswith(name) for name in self._names)
+            if len(self._key_cache) >= _KEY_CACHE_LIMIT:
+                self._key_cache.clear()
+            self._key_cache[key] = cached
+        return cached
+
+    def text(self, text: str) -> str:
+        """*text* with ``key=value`` pairs of sensitive keys and registered secrets masked."""
+        for secret in _secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        if "=" in text or ":" in text:
+            text = self._pair.sub(_mask_pair, text)
+        return text
+
+    def field(self, key: str, value: Any) -> Any:
+        """The value to output for field *key*: masked when the key is sensitive, else cleaned."""
+        if self.is_sensitive(key):
+            return MASK
+        return self.value(value)
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        """A JSON-safe copy of *value* with everything sensitive inside it masked."""
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if kind is int or kind is float or kind is bool or value is None:
+            return value
+        if depth >= _MAX_DEPTH:
+            return "<nested too deep>"
+        if isinstance(value, Mapping):
+            return {
+                str(k): MASK if self.is_sensitive(str(k)) else self.value(v, depth + 1)
+                for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self.value(v, depth + 1) for v in value]
+        if isinstance(value, str):  # a str subclass
+            return self.text(str.__str__(value))
+        if isinstance(value, (int, float)):
+            return value
+        if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+            return value.isoformat()
+        if isinstance(value, (bytes, bytearray)):
+            return self.text(value.decode("utf-8", "backslashreplace"))
+        return self.text(safe_str(value))
+
+
+def _mask_pair(match: re.Match[str]) -> str:
+    return f"{match.group('key')}{match.group('sep')}{MASK}"
+
+
+def safe_str(value: object) -> str:
+    """``str(value)``, or ``<unprintable TypeName>`` when that raises."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
