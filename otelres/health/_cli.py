@@ -1,0 +1,344 @@
+"""``otelres health`` and ``otelres serve``.
+
+Exit statuses of ``otelres health``: 0 GREEN, 1 YELLOW, 2 RED (a service that ``--url``
+cannot reach counts as RED), 3 for a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otelres.config import Config
+    from otelres.health._checker import HealthChecker
+    from otelres.health._report import HealthReport
+
+__all__ = ["EXIT_USAGE", "add_parser", "render_table"]
+
+#: Exit status for bad arguments or configuration (0, 1, 2 are GREEN, YELLOW, RED).
+EXIT_USAGE = 3
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``health`` and ``serve`` to the ``otelres`` command."""
+    health = subparsers.add_parser(
+        "health",
+        help="run health checks: GREEN / YELLOW / RED",
+        description=(
+            "Run the health checks of [health_checks] (or ask a running service with --url) "
+            "and print a traffic-light table, or the JSON report with --json. "
+            "Exit status: 0 GREEN, 1 YELLOW, 2 RED, 3 usage or configuration error."
+        ),
+    )
+    health.usage_status = EXIT_USAGE
+    health.add_argument("--json", action="store_true", help="print the JSON report")
+    health.add_argument(
+        "--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)"
+    )
+    health.add_argument(
+        "--tag", action="append", default=[], metavar="TAG", help="run checks with this tag (repeatable)"
+    )
+    health.add_argument(
+        "--timeout", type=_positive, metavar="S", help="per-check timeout in seconds"
+    )
+    health.add_argument("--config", metavar="PATH", help="configuration file (default: ./config.toml)")
+    health.add_argument(
+        "--url", metavar="URL", help="ask the /health endpoint of a running service instead"
+    )
+    health.add_argument(
+        "--watch", type=_positive, metavar="S", help="run again every S seconds until Ctrl-C"
+    )
+    health.set_defaults(func=_health)
+
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve /livez, /readyz, /health and /metrics",
+        description=(
+            "Serve the health probes of [health_checks] over HTTP (127.0.0.1:8080 unless "
+            "configured), running the checks every interval_seconds in the background."
+        ),
+    )
+    serve.usage_status = EXIT_USAGE
+    serve.add_argument("--host", help="address to bind (default: [health_checks] host)")
+    serve.add_argument("--port", type=_port, help="port to bind (default: [health_checks] port)")
+    serve.add_argument("--config", metavar="PATH", help="configuration file (default: ./config.toml)")
+    serve.set_defaults(func=_serve)
+
+
+# --------------------------------------------------------------------------- health
+def _health(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    if args.url:
+        fetch: Callable[[], HealthReport] = lambda: _fetch(args.url, args.check, args.tag, args.timeout)  # noqa: E731
+        return _loop(lambda: _report_or_red(fetch), args, out)
+    loaded = _load(args.config)
+    if isinstance(loaded, int):
+        return loaded
+    checker = _checker(loaded, args.timeout)
+    if checker is None:
+        return EXIT_USAGE
+    try:
+        checker.select(args.check or None, args.tag or None)
+    except ValueError as exc:
+        _error(f"--check: {exc}")
+        return EXIT_USAGE
+    if args.watch is None:
+        report = checker.run_sync(args.check or None, args.tag or None, timeout=args.timeout)
+        _print(report, args.json, out)
+        return report.exit_status
+    return _watch_local(checker, args, out)
+
+
+def _watch_local(checker: HealthChecker, args: argparse.Namespace, out: IO[str]) -> int:
+    import asyncio
+
+    last = [EXIT_USAGE]
+
+    async def watch() -> None:
+        while True:
+            report = await checker.run(args.check or None, args.tag or None, timeout=args.timeout)
+            _show(report, args, out)
+            last[0] = report.exit_status
+            await asyncio.sleep(args.watch)
+
+    try:
+        asyncio.run(watch())
+    except KeyboardInterrupt:
+        pass
+    return last[0]
+
+
+def _loop(produce: Callable[[], HealthReport], args: argparse.Namespace, out: IO[str]) -> int:
+    if args.watch is None:
+        report = produce()
+        _print(report, args.json, out)
+        return report.exit_status
+    status = EXIT_USAGE
+    try:
+        while True:
+            report = produce()
+            _show(report, args, out)
+            status = report.exit_status
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        pass
+    return status
+
+
+def _show(report: HealthReport, args: argparse.Namespace, out: IO[str]) -> None:
+    """One --watch frame: the table redrawn on a terminal, one JSON line per run otherwise."""
+    if args.json:
+        out.write(report.to_json(indent=None) + "\n")
+    else:
+        if out.isatty():
+            out.write("\x1b[H\x1b[2J")
+        out.write(render_table(report, out))
+        out.write(f"(every {args.watch:g} s; Ctrl-C to stop)\n")
+    out.flush()
+
+
+def _print(report: HealthReport, as_json: bool, out: IO[str]) -> None:
+    out.write(report.to_json() + "\n" if as_json else render_table(report, out))
+    out.flush()
+
+
+def _load(path: str | None) -> Config | int:
+    from otelres.config import ConfigError, load_config, set_current
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _error(problem)
+        return EXIT_USAGE
+    set_current(config)
+    # Import paths in [health_checks.custom] name the project's own modules, which live
+    # beside config.toml: make them importable as `python -m` would.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return config
+
+
+def _checker(config: Config, timeout: float | None) -> HealthChecker | None:
+    from otelres.config import ConfigError
+    from otelres.health._checker import HealthChecker
+
+    try:
+        return HealthChecker(config=config, timeout=timeout)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _error(problem)
+        return None
+
+
+def _fetch(url: str, checks: list[str], tags: list[str], timeout: float | None) -> HealthReport:
+    """GET the service's /health (503 bodies included) and parse the report."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlencode, urlsplit, urlunsplit
+
+    from otelres.health._report import HealthReport
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/health"):
+        path += "/health"
+    query = urlencode([*(("check", c) for c in checks), *(("tag", t) for t in tags)])
+    target = urlunsplit((parts.scheme or "http", parts.netloc, path, query, ""))
+    try:
+        with urllib.request.urlopen(target, timeout=timeout or 30.0) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        if exc.code not in (200, 503):
+            raise _Unreachable(f"{target} answered HTTP {exc.code}: {_snippet(body)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _Unreachable(f"cannot reach {target}: {reason}") from None
+    try:
+        return HealthReport.from_dict(json.loads(body))
+    except ValueError as exc:
+        raise _Unreachable(f"{target} did not answer with a health report: {exc}") from None
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _report_or_red(fetch: Callable[[], HealthReport]) -> HealthReport:
+    from otelres.health._model import HealthResult, HealthStatus
+    from otelres.health._report import HealthReport
+
+    try:
+        return fetch()
+    except _Unreachable as exc:
+        _error(str(exc))
+        result = HealthResult("service", HealthStatus.RED, str(exc), error="unreachable")
+        return HealthReport.of({"service": result})
+
+
+def _snippet(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip().replace("\n", " ")
+    return text[:200]
+
+
+# --------------------------------------------------------------------------- table
+_COLOURS = {"green": "\x1b[32m", "yellow": "\x1b[33m", "red": "\x1b[31m"}
+_SYMBOLS = {"green": "✔", "yellow": "▲", "red": "✖"}
+_RESET = "\x1b[0m"
+
+
+def render_table(report: HealthReport, stream: IO[str] | None = None) -> str:
+    """The traffic-light table for *report*.
+
+    Symbols and colour when *stream* is a terminal and ``NO_COLOR`` is not set; plain
+    words otherwise, so piped output stays greppable.
+    """
+    fancy = stream is not None and stream.isatty()
+    colour = fancy and not os.environ.get("NO_COLOR")
+    symbols = fancy and _can_encode(stream, "".join(_SYMBOLS.values()))
+
+    def label(status: str) -> str:
+        text = status.upper()
+        if symbols:
+            text = f"{_SYMBOLS[status]} {text}"
+        return text
+
+    rows = [("STATUS", "CHECK", "TIME", "MESSAGE")]
+    statuses = [""]
+    for name, result in report.results.items():
+        rows.append((label(result.status.value), name, _duration(result.duration), result.message))
+        statuses.append(result.status.value)
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for row, status in zip(rows, statuses, strict=True):
+        cells = [row[i].ljust(widths[i]) for i in range(3)]
+        if colour and status:
+            cells[0] = f"{_COLOURS[status]}{cells[0]}{_RESET}"
+        lines.append("  ".join([*cells, row[3]]).rstrip())
+    overall = label(report.overall.value)
+    if colour:
+        overall = f"{_COLOURS[report.overall.value]}{overall}{_RESET}"
+    count = len(report.results)
+    lines.append("")
+    lines.append(
+        f"overall: {overall} ({count} check{'s' if count != 1 else ''} in "
+        f"{_duration(report.duration)})"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _can_encode(stream: Any, text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- serve
+def _serve(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if isinstance(loaded, int):
+        return loaded
+    checker = _checker(loaded, None)
+    if checker is None:
+        return EXIT_USAGE
+    from otelres.health._runner import HealthRunner
+    from otelres.health._server import HealthServer
+
+    try:
+        server = HealthServer(checker, host=args.host, port=args.port)
+    except OSError as exc:
+        settings = loaded.health_checks
+        where = f"{args.host or settings.host}:{settings.port if args.port is None else args.port}"
+        _error(f"cannot listen on {where}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    runner = HealthRunner(checker) if loaded.health_checks.enabled else None
+    print(f"otelres: serving health probes on {server.url} (/livez /readyz /health)", file=sys.stderr)
+    try:
+        if runner is not None:
+            runner.start()
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if runner is not None:
+            runner.stop()
+        server.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- helpers
+def _error(message: str) -> None:
+    print(f"otelres: error: {message}", file=sys.stderr)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port between 0 and 65535, got {text!r}")
+    return value

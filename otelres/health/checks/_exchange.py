@@ -1,0 +1,149 @@
+"""Built-in check: can we reach the exchange, and is it open for business? (needs ``ccxt``)"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from otelres.health._check import HealthCheck
+from otelres.health._model import HealthResult, HealthStatus
+from otelres.health._threads import in_daemon_thread
+
+__all__ = ["ExchangeCheck"]
+
+_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+
+
+class ExchangeCheck(HealthCheck):
+    """Probe crypto exchanges through ccxt: RED on maintenance or error, YELLOW when slow.
+
+    *exchanges* are ccxt exchange objects (sync ``ccxt.kraken(...)`` or async
+    ``ccxt.async_support.kraken(...)``) or exchange ids such as ``"kraken"``, for which a
+    sync client is created on first use with *options* (ccxt constructor options, e.g.
+    ``{"urls": {"api": {"public": "http://127.0.0.1:8000"}}}``). ccxt is imported only
+    then, so the check costs nothing when unused.
+
+    Each exchange is asked ``fetch_status()`` when it supports it, else ``fetch_time()``,
+    all at once. Per exchange: a status other than ``ok`` (``maintenance``, ``shutdown``,
+    ``error``) or any exception is RED; a round trip slower than *latency_warning*
+    seconds is YELLOW. ``details["exchanges"]`` holds each one's status, latency (s) and
+    error. Error texts have URL query strings removed, so no signed parameter can leak.
+    """
+
+    def __init__(
+        self,
+        exchanges: Iterable[Any] | Any,
+        *,
+        latency_warning: float = 1.0,
+        options: Mapping[str, Any] | None = None,
+        name: str = "exchange",
+        tags: Iterable[str] = ("exchange", "readiness"),
+        timeout: float | None = None,
+    ) -> None:
+        if isinstance(exchanges, str) or not isinstance(exchanges, Iterable):
+            exchanges = [exchanges]
+        self.exchanges: list[Any] = list(exchanges)
+        if not self.exchanges:
+            raise ValueError("ExchangeCheck needs at least one exchange")
+        if latency_warning <= 0:
+            raise ValueError(f"latency_warning must be > 0, got {latency_warning!r}")
+        self.latency_warning = latency_warning
+        self.options = dict(options or {})
+        self.name = name
+        self.tags = frozenset(tags)
+        self.timeout = timeout
+        self._lock = threading.Lock()
+
+    async def check(self) -> HealthResult:
+        probes = await asyncio.gather(*(self._probe(index) for index in range(len(self.exchanges))))
+        report = {exchange_id: data for exchange_id, _, data in probes}
+        status = HealthStatus.worst(status for _, status, _ in probes)
+        failing = [
+            f"{exchange_id}: {data.get('error') or data.get('status')}"
+            if status is HealthStatus.RED
+            else f"{exchange_id}: slow ({data['latency_seconds']:.3g} s)"
+            for exchange_id, status, data in probes
+            if status is not HealthStatus.GREEN
+        ]
+        if failing:
+            message = "; ".join(failing)
+        else:
+            slowest = max(data.get("latency_seconds") or 0.0 for _, _, data in probes)
+            message = f"{len(probes)} reachable, slowest {slowest * 1000:.0f} ms"
+        return HealthResult(
+            self.name,
+            status,
+            message,
+            {"exchanges": report, "latency_warning_seconds": self.latency_warning},
+        )
+
+    async def _probe(self, index: int) -> tuple[str, HealthStatus, dict[str, Any]]:
+        started = time.perf_counter()
+        exchange: Any = None
+        try:
+            exchange = await in_daemon_thread(lambda: self._client(index))
+            method = exchange.fetch_status if _supports(exchange, "fetchStatus") else exchange.fetch_time
+            if inspect.iscoroutinefunction(method):
+                answer = await method()
+            else:
+                answer = await in_daemon_thread(method, name="otelres-health-exchange")
+        except Exception as exc:
+            data = {
+                "status": "error",
+                "latency_seconds": round(time.perf_counter() - started, 4),
+                "error": f"{type(exc).__name__}: {_scrub(str(exc))}",
+            }
+            if _is_maintenance(exc):
+                data["status"] = "maintenance"
+            return _exchange_id(exchange, self.exchanges[index]), HealthStatus.RED, data
+        latency = time.perf_counter() - started
+        state = str(answer.get("status") or "ok") if isinstance(answer, Mapping) else "ok"
+        data = {"status": state, "latency_seconds": round(latency, 4), "error": None}
+        if state != "ok":
+            status = HealthStatus.RED
+        elif latency > self.latency_warning:
+            status = HealthStatus.YELLOW
+        else:
+            status = HealthStatus.GREEN
+        return _exchange_id(exchange, exchange), status, data
+
+    def _client(self, index: int) -> Any:
+        """The ccxt object for exchange *index*, created (once) from its id when needed."""
+        with self._lock:
+            exchange = self.exchanges[index]
+            if isinstance(exchange, str):
+                import ccxt
+
+                factory = getattr(ccxt, exchange, None)
+                if factory is None:
+                    raise ValueError(f"ccxt has no exchange called {exchange!r}")
+                options = dict(self.options)
+                if self.timeout is not None:
+                    options.setdefault("timeout", int(self.timeout * 1000))
+                exchange = factory(options)
+                self.exchanges[index] = exchange
+            return exchange
+
+
+def _supports(exchange: Any, feature: str) -> bool:
+    has = getattr(exchange, "has", None) or {}
+    return bool(has.get(feature))
+
+
+def _exchange_id(exchange: Any, fallback: Any) -> str:
+    return str(getattr(exchange, "id", None) or getattr(fallback, "id", None) or fallback)
+
+
+def _is_maintenance(exc: Exception) -> bool:
+    return any(cls.__name__ == "OnMaintenance" for cls in type(exc).__mro__)
+
+
+def _scrub(text: str) -> str:
+    """Drop query strings from URLs in *text* (signed requests carry secrets there) and cap it."""
+    text = _QUERY.sub(r"\1?<redacted>", text)
+    return text if len(text) <= 300 else text[:297] + "..."
