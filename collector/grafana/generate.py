@@ -480,6 +480,17 @@ def resilience() -> dict[str, Any]:
             12,
             8,
         ),
+        grid.place(
+            timeseries(
+                "Limiter tokens available",
+                "Tokens left in each limiter's bucket (lowest across instances); at 0 "
+                "callers wait or are rejected.",
+                [target(f"otelres:limiter_available_tokens:min{{{limiter}}}", "{{limiter_name}}")],
+                unit="short",
+            ),
+            24,
+            6,
+        ),
         grid.row("Bulkheads"),
         grid.place(
             timeseries(
