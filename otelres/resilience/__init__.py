@@ -28,23 +28,28 @@ if TYPE_CHECKING:
     from otelres.resilience._bulkhead import Bulkhead
     from otelres.resilience._errors import (
         BulkheadFullError,
+        CallTimeoutError,
         CircuitBreakerOpenError,
         RateLimitExceededError,
         ResilienceError,
     )
     from otelres.resilience._fallback import Fallback
     from otelres.resilience._policy import Policy, policy
-    from otelres.resilience._rate_limiter import RateLimiter, all_limiters
-    from otelres.resilience._retry import Retry, RetryDetails
+    from otelres.resilience._rate_limiter import LimiterStats, RateLimiter, all_limiters
+    from otelres.resilience._rate_limiter_backend import LocalTokenBucket, TokenBucketBackend
+    from otelres.resilience._retry import Retry, RetryDetails, no_backoff
     from otelres.resilience._timeout import Timeout
 
 __all__ = [
     "BreakerState",
     "Bulkhead",
     "BulkheadFullError",
+    "CallTimeoutError",
     "CircuitBreaker",
     "CircuitBreakerOpenError",
     "Fallback",
+    "LimiterStats",
+    "LocalTokenBucket",
     "Policy",
     "RateLimitExceededError",
     "RateLimiter",
@@ -52,10 +57,12 @@ __all__ = [
     "Retry",
     "RetryDetails",
     "Timeout",
+    "TokenBucketBackend",
     "all_breakers",
     "all_limiters",
     "circuit_breaker",
     "get_breaker",
+    "no_backoff",
     "policy",
 ]
 
@@ -67,6 +74,7 @@ _LAZY: dict[str, str] = {
     "get_breaker": "_breaker",
     "Bulkhead": "_bulkhead",
     "BulkheadFullError": "_errors",
+    "CallTimeoutError": "_errors",
     "CircuitBreakerOpenError": "_errors",
     "RateLimitExceededError": "_errors",
     "ResilienceError": "_errors",
@@ -75,8 +83,12 @@ _LAZY: dict[str, str] = {
     "policy": "_policy",
     "RateLimiter": "_rate_limiter",
     "all_limiters": "_rate_limiter",
+    "LimiterStats": "_rate_limiter",
+    "LocalTokenBucket": "_rate_limiter_backend",
+    "TokenBucketBackend": "_rate_limiter_backend",
     "Retry": "_retry",
     "RetryDetails": "_retry",
+    "no_backoff": "_retry",
     "Timeout": "_timeout",
 }
 

@@ -49,7 +49,14 @@ if TYPE_CHECKING:
 
     from otelres._otel import SpanMode
 
-__all__ = ["LimiterMode", "LimiterStats", "RateLimiter", "all_limiters"]
+__all__ = [
+    "BackendFactory",
+    "LimiterMode",
+    "LimiterStats",
+    "RateLimiter",
+    "all_limiters",
+    "set_backend_factory",
+]
 
 _log = logging.getLogger("otelres")
 
@@ -111,22 +118,29 @@ def _set_pending(future: asyncio.Future[None]) -> None:
 def _install(meter: Meter, live: Callable[[], list[RateLimiter]]) -> None:
     def acquisitions(options: CallbackOptions) -> Iterator[Observation]:
         def produce() -> Iterator[Observation]:
+            # Limiters sharing a name are one series: sum them rather than report duplicates.
+            totals: dict[tuple[str, str], int] = {}
             for limiter in live():
-                name = limiter.name
-                yield Observation(limiter._acquired, {"limiter.name": name, "limiter.outcome": "acquired"})
-                yield Observation(limiter._waited, {"limiter.name": name, "limiter.outcome": "waited"})
-                yield Observation(limiter._rejected, {"limiter.name": name, "limiter.outcome": "rejected"})
+                for outcome, value in (
+                    ("acquired", limiter._acquired),
+                    ("waited", limiter._waited),
+                    ("rejected", limiter._rejected),
+                ):
+                    key = (limiter.name, outcome)
+                    totals[key] = totals.get(key, 0) + value
+            for (name, outcome), value in totals.items():
+                yield Observation(value, {"limiter.name": name, "limiter.outcome": outcome})
 
         return iter(_otel.safe_observations(produce, "otelres.limiter.acquisitions"))
 
     def available(options: CallbackOptions) -> Iterator[Observation]:
-        points = []
+        tokens: dict[str, float] = {}
         for limiter in live():
             try:
-                points.append(Observation(limiter._backend.available(), {"limiter.name": limiter.name}))
+                tokens[limiter.name] = limiter._backend.available()
             except Exception:
                 _log.debug("otelres: reading the tokens of limiter %r failed", limiter.name, exc_info=True)
-        return iter(points)
+        return iter([Observation(value, {"limiter.name": name}) for name, value in tokens.items()])
 
     meter.create_observable_counter(
         "otelres.limiter.acquisitions",
@@ -143,6 +157,22 @@ def _install(meter: Meter, live: Callable[[], list[RateLimiter]]) -> None:
 
 
 _LIMITERS: _otel.ObservedSet[RateLimiter] = _otel.ObservedSet(_install)
+
+BackendFactory = Callable[[str, float, float], TokenBucketBackend]
+"""Builds the token bucket of a limiter from ``(name, rate, capacity)``."""
+
+_backend_factory: BackendFactory | None = None
+
+
+def set_backend_factory(factory: BackendFactory | None) -> None:
+    """Make :meth:`RateLimiter.from_config` (and so ``policy(name)``) use *factory*'s buckets.
+
+    ``otelres.resilience.use_redis()`` installs a factory of Redis buckets so that every
+    configured limiter shares its budget across processes; None restores in-process buckets.
+    Limiters built before the call keep their bucket.
+    """
+    global _backend_factory
+    _backend_factory = factory
 
 
 def all_limiters() -> list[RateLimiter]:
@@ -262,7 +292,9 @@ class RateLimiter:
 
         Rate from ``rate_limits.<name>`` (or ``rate_limits.default``), capacity
         ``rate x rate_limit_burst_seconds``, ``rate_limit_mode`` and
-        ``rate_limit_max_wait_seconds``. Raises ``LookupError`` when no rate is configured.
+        ``rate_limit_max_wait_seconds``; the bucket from the factory of
+        :func:`set_backend_factory` when one is set (Redis). Raises ``LookupError`` when no
+        rate is configured.
         """
         from otelres import config
 
@@ -280,6 +312,9 @@ class RateLimiter:
             r = float(overrides.get("rate", rate))  # type: ignore[arg-type]
             params["rate"] = r
             params["capacity"] = max(1.0, r * settings.rate_limit_burst_seconds)
+            if _backend_factory is not None:
+                capacity = float(overrides.get("capacity", params["capacity"]))
+                params["backend"] = _backend_factory(name, r, capacity)
         params.update(overrides)
         return cls(name, **params)
 

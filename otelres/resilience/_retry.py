@@ -141,9 +141,7 @@ def _direct(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
     return fn(*args, **kwargs)
 
 
-async def _direct_async(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+async def _direct_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return await fn(*args, **kwargs)
 
 
@@ -157,11 +155,14 @@ def _install(meter: Meter, live: Callable[[], list[Retry]]) -> None:
 
     def calls(options: CallbackOptions) -> Iterator[Observation]:
         def produce() -> Iterator[Observation]:
+            # Retries sharing a name are one series: sum them rather than report duplicates.
+            totals: dict[tuple[str, str], int] = {}
             for retry in live():
                 for outcome, attr in outcomes:
-                    yield Observation(
-                        getattr(retry, attr), {"retry.name": retry.name, "retry.outcome": outcome}
-                    )
+                    key = (retry.name, outcome)
+                    totals[key] = totals.get(key, 0) + getattr(retry, attr)
+            for (name, outcome), value in totals.items():
+                yield Observation(value, {"retry.name": name, "retry.outcome": outcome})
 
         return iter(_otel.safe_observations(produce, "otelres.retry.calls"))
 
@@ -279,9 +280,7 @@ class Retry:
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(
-                f"Retry {name!r}: max_attempts must be an int >= 1; got {max_attempts!r}"
-            )
+            raise ValueError(f"Retry {name!r}: max_attempts must be an int >= 1; got {max_attempts!r}")
         for arg, value in (("initial_delay", initial_delay), ("max_delay", max_delay)):
             if value < 0:
                 raise ValueError(f"Retry {name!r}: {arg} must be >= 0; got {value!r}")
@@ -321,12 +320,9 @@ class Retry:
             self._retry_predicate = cast("Callable[[BaseException], bool]", retry_on)
         else:
             raise TypeError(
-                f"Retry {name!r}: retry_on must be exception classes or a predicate, "
-                f"got {retry_on!r}"
+                f"Retry {name!r}: retry_on must be exception classes or a predicate, got {retry_on!r}"
             )
-        self._hooks: tuple[RetryHook, ...] = (
-            (on_retry,) if callable(on_retry) else tuple(on_retry)
-        )
+        self._hooks: tuple[RetryHook, ...] = (on_retry,) if callable(on_retry) else tuple(on_retry)
         self._clock = clock
         self._sleep = sleep
         self._async_sleep = async_sleep
@@ -413,9 +409,7 @@ class Retry:
         """Call ``fn(*args, **kwargs)`` with retries; its result, or its last exception."""
         return cast(T, self._run(_direct, fn, args, kwargs))
 
-    async def call_async(
-        self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
-    ) -> T:
+    async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)`` with retries; its result, or its last exception."""
         return cast(T, await self._run_async(_direct_async, fn, args, kwargs))
 
@@ -516,8 +510,11 @@ class Retry:
 
     # ------------------------------------------------------------------ async engine
     async def _run_async(
-        self, invoke: Callable[..., Awaitable[Any]], fn: Callable[..., Any],
-        args: tuple[Any, ...], kwargs: dict[str, Any],
+        self,
+        invoke: Callable[..., Awaitable[Any]],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         mode = _otel.span_mode() if self._mode is None else self._mode
         if mode == "always":
@@ -688,8 +685,14 @@ class Retry:
                 _log.debug("otelres: adding a retry event failed", exc_info=True)
         if self._hooks:
             details = RetryDetails(
-                self.name, attempt + 1, delay, waited, exc,
-                None if result is _NO_RESULT else result, args, kwargs,
+                self.name,
+                attempt + 1,
+                delay,
+                waited,
+                exc,
+                None if result is _NO_RESULT else result,
+                args,
+                kwargs,
             )
             for hook in self._hooks:
                 _otel.call_hook(hook, details, what=f"on_retry hook of retry {self.name!r}")
