@@ -1,0 +1,240 @@
+"""A token bucket in Redis: one rate budget shared by every process and host using its name.
+
+:class:`RedisTokenBucket` implements the
+:class:`~otelres.resilience._rate_limiter_backend.TokenBucketBackend` protocol with one Redis
+hash per limiter (``<key_prefix>:bucket:<name>``) changed only by one Lua script
+(:data:`~otelres.resilience._redis_scripts.BUCKET_SCRIPT`), one round trip per operation:
+
+* refill, check and take happen atomically inside Redis, with the Redis server's clock
+  (microseconds), so the budget holds however many clients there are and whatever their
+  clocks say;
+* a cost may be any number of tokens up to the capacity (weighted calls, like ccxt's
+  endpoint costs);
+* wait mode: :meth:`~RedisTokenBucket.reserve` takes the tokens at once, into debt, and
+  returns how long to wait; the caller sleeps *locally* (no polling of Redis), and the
+  next caller's reservation queues behind it, which keeps waiting callers first come,
+  first served across all processes;
+* reject mode: :meth:`~RedisTokenBucket.try_acquire` takes nothing unless the tokens are
+  there, and says how long until they would be;
+* the key expires once the bucket would be full again (a full bucket and no key mean the
+  same), so idle limiters cost no memory.
+
+When Redis cannot be reached the bucket follows its fail mode: ``"open"`` takes tokens
+from a bucket in this process (at ``fail_open_rate``, by default the full rate: with N
+processes the shared budget can then be exceeded up to N times, so set it to
+``rate / N`` when the budget is strict), ``"closed"`` raises
+:class:`~otelres.resilience.RateLimitExceededError` so that no call goes out unmetered.
+Each call decided without Redis is counted in ``otelres.redis.unavailable``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from otelres.resilience._errors import RateLimitExceededError
+from otelres.resilience._rate_limiter_backend import LocalTokenBucket
+from otelres.resilience._redis_client import (
+    UNAVAILABLE,
+    FailMode,
+    RedisConnection,
+    RedisUnavailableError,
+)
+from otelres.resilience._redis_scripts import BUCKET_SCRIPT
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from opentelemetry.metrics import MeterProvider
+
+__all__ = ["RedisTokenBucket", "redis_bucket_factory"]
+
+_NO_LIMIT = b"-1"
+
+
+def _num(value: float) -> bytes:
+    """*value* as Redis receives it: full precision, no float noise for integers."""
+    return (str(int(value)) if float(value).is_integer() else repr(float(value))).encode()
+
+
+class RedisTokenBucket:
+    """The token bucket of limiter *name* in Redis, shared by every process using that name.
+
+    Usually built for you by :func:`otelres.resilience.use_redis`; by hand::
+
+        conn = RedisConnection("redis://127.0.0.1:6379/0")
+        limiter = RateLimiter("kraken", rate=1.0,
+                              backend=RedisTokenBucket("kraken", conn, rate=1.0, capacity=15))
+
+    Every process must give the same *rate* and *capacity* for one name; the bucket obeys
+    the values of whichever call reaches Redis. *fail_mode* defaults to the connection's;
+    *fail_open_rate* is the rate this process allows itself alone while Redis is
+    unreachable in fail-open mode (default: *rate*; its burst shrinks in proportion).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_args_cache",
+        "_available",
+        "_available_at",
+        "_capacity",
+        "_conn",
+        "_key",
+        "_local",
+        "_rate",
+        "fail_mode",
+        "name",
+        "unavailable_calls",
+    )
+
+    guard_kind: ClassVar[str] = "limiter"
+
+    def __init__(
+        self,
+        name: str,
+        connection: RedisConnection,
+        *,
+        rate: float,
+        capacity: float,
+        fail_mode: FailMode | None = None,
+        fail_open_rate: float | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0 tokens per second; got {rate!r}")
+        if not capacity > 0:
+            raise ValueError(f"capacity must be > 0 tokens; got {capacity!r}")
+        mode = connection.fail_mode if fail_mode is None else fail_mode
+        if mode not in ("open", "closed"):
+            raise ValueError(f"fail_mode must be 'open' or 'closed'; got {mode!r}")
+        local_rate = rate if fail_open_rate is None else fail_open_rate
+        if not local_rate > 0:
+            raise ValueError(f"fail_open_rate must be > 0 tokens per second; got {fail_open_rate!r}")
+        self.name = name
+        self.fail_mode: FailMode = mode
+        self._conn = connection
+        self._key = connection.key("bucket", name)
+        self._rate = float(rate)
+        self._capacity = float(capacity)
+        self._args_cache = (_num(rate), _num(capacity))
+        self._local = LocalTokenBucket(local_rate, capacity * min(1.0, local_rate / rate))
+        self._available = 0.0
+        self._available_at = float("-inf")
+        self.unavailable_calls = 0
+        """Calls decided without Redis (fail mode), read by ``otelres.redis.unavailable``."""
+        UNAVAILABLE.add(self, meter_provider)
+
+    @property
+    def rate(self) -> float:
+        """Tokens added per second."""
+        return self._rate
+
+    @property
+    def capacity(self) -> float:
+        """Most tokens the bucket holds."""
+        return self._capacity
+
+    @property
+    def key(self) -> str:
+        """The Redis key holding this bucket."""
+        return self._key
+
+    # ------------------------------------------------------------------ plumbing
+    def _unavailable(self) -> None:
+        """Count a call decided without Redis; in fail-closed mode, refuse it."""
+        self.unavailable_calls += 1
+        if self.fail_mode == "closed":
+            raise RateLimitExceededError(
+                self.name,
+                self._conn.retry_in() or None,
+                f"rate limit {self.name!r}: Redis is unavailable and fail_mode is 'closed'",
+            )
+
+    @staticmethod
+    def _wait_of(reply: Any) -> float | None:
+        """The wait in seconds of a take reply, or None when nothing was taken."""
+        return int(reply[1]) / 1e6 if reply[0] else None
+
+    # ------------------------------------------------------------------ protocol
+    def try_acquire(self, cost: float) -> float:
+        """Take *cost* tokens now (0.0), or take nothing and return the seconds until they exist."""
+        rate, capacity = self._args_cache
+        try:
+            reply = self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, _num(cost), b"0")
+        except RedisUnavailableError:
+            self._unavailable()
+            return self._local.try_acquire(cost)
+        return 0.0 if reply[0] else max(int(reply[1]) / 1e6, 1e-6)
+
+    def reserve(self, cost: float, max_wait: float | None) -> float | None:
+        """Take *cost* tokens, into debt if needed; the wait, or None when it would exceed *max_wait*."""
+        rate, capacity = self._args_cache
+        limit = _NO_LIMIT if max_wait is None else str(int(max_wait * 1e6)).encode()
+        try:
+            reply = self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, _num(cost), limit)
+        except RedisUnavailableError:
+            self._unavailable()
+            return self._local.reserve(cost, max_wait)
+        return self._wait_of(reply)
+
+    def refund(self, cost: float) -> None:
+        """Give back *cost* unused tokens (capped at capacity)."""
+        rate, capacity = self._args_cache
+        try:
+            self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, _num(-cost), b"0")
+        except RedisUnavailableError:
+            self._local.refund(cost)
+
+    def available(self) -> float:
+        """Tokens in the shared bucket now (read from Redis at most once a second)."""
+        now = time.monotonic()
+        if now - self._available_at < 1.0:
+            return self._available
+        rate, capacity = self._args_cache
+        try:
+            reply = self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, b"0", b"0")
+        except RedisUnavailableError:
+            if self.fail_mode == "closed":
+                raise
+            return self._local.available()
+        self._available = float(reply[2])
+        self._available_at = now
+        return self._available
+
+    async def try_acquire_async(self, cost: float) -> float:
+        """:meth:`try_acquire` on the asyncio client: the event loop never blocks."""
+        rate, capacity = self._args_cache
+        try:
+            reply = await self._conn.run_async(BUCKET_SCRIPT, self._key, rate, capacity, _num(cost), b"0")
+        except RedisUnavailableError:
+            self._unavailable()
+            return self._local.try_acquire(cost)
+        return 0.0 if reply[0] else max(int(reply[1]) / 1e6, 1e-6)
+
+    async def reserve_async(self, cost: float, max_wait: float | None) -> float | None:
+        """:meth:`reserve` on the asyncio client: the event loop never blocks."""
+        rate, capacity = self._args_cache
+        limit = _NO_LIMIT if max_wait is None else str(int(max_wait * 1e6)).encode()
+        try:
+            reply = await self._conn.run_async(BUCKET_SCRIPT, self._key, rate, capacity, _num(cost), limit)
+        except RedisUnavailableError:
+            self._unavailable()
+            return self._local.reserve(cost, max_wait)
+        return self._wait_of(reply)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisTokenBucket({self.name!r}, key={self._key!r}, rate={self._rate!r}, "
+            f"capacity={self._capacity!r}, fail_mode={self.fail_mode!r})"
+        )
+
+
+def redis_bucket_factory(
+    connection: RedisConnection, *, meter_provider: MeterProvider | None = None
+) -> Callable[[str, float, float], RedisTokenBucket]:
+    """A backend factory ``(name, rate, capacity) -> RedisTokenBucket`` on *connection*."""
+
+    def make(name: str, rate: float, capacity: float) -> RedisTokenBucket:
+        return RedisTokenBucket(name, connection, rate=rate, capacity=capacity, meter_provider=meter_provider)
+
+    return make

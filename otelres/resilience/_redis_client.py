@@ -1,0 +1,389 @@
+"""The Redis connection behind shared breakers and limiters: short timeouts, outages, reconnects.
+
+:class:`RedisConnection` wraps one redis-py client (and one asyncio client per event
+loop) so that a guarded call can never hang on Redis and never sees a Redis error:
+
+* every command has a short socket timeout and a short connect timeout, and redis-py's
+  own retries are off (its default retries three times with back-off, which would turn
+  a 0.25 s timeout into seconds of waiting);
+* when Redis fails (refused, reset, timed out), the connection is marked down and
+  :class:`RedisUnavailableError` is raised; for the next ``reconnect_interval`` seconds
+  every call raises it at once without touching the network, then one call tries again.
+  The components using the connection turn that error into their fail mode (fall back to
+  local state, or reject);
+* a warning is logged once when Redis goes away and once when it answers again, never per
+  call; the observable gauge ``otelres.redis.available`` says which it is right now.
+
+``redis`` is an optional dependency (``pip install 'otelres[redis]'``), imported the
+first time a connection is used, never when ``otelres`` is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from urllib.parse import urlsplit
+
+from otelres import _otel
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+    from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
+
+    from otelres.config import RedisSettings
+    from otelres.resilience._redis_scripts import LuaScript
+
+__all__ = ["UNAVAILABLE", "FailMode", "RedisConnection", "RedisUnavailableError", "UsesRedis"]
+
+FailMode = Literal["open", "closed"]
+FAIL_MODES: tuple[FailMode, ...] = ("open", "closed")
+
+_log = logging.getLogger("otelres")
+
+
+class RedisUnavailableError(Exception):
+    """Redis could not answer (down, unreachable, too slow, or refused the command).
+
+    Raised by :meth:`RedisConnection.run` to the shared-state components, which apply
+    their fail mode; the application sees it only if it calls the connection itself.
+    """
+
+
+def _redact(url: str) -> str:
+    """*url* without user and password, for logs and errors (``redis://host:port/db``)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisConnection:
+    """One Redis server used for shared resilience state, with outage handling.
+
+    Build it from ``[resilience.redis]`` with :meth:`from_settings`, or directly::
+
+        conn = RedisConnection("redis://redis.internal:6379/0", key_prefix="bots",
+                               fail_mode="open", socket_timeout=0.1)
+
+    *client* lets you pass a redis-py ``Redis`` you configured yourself (TLS, Sentinel,
+    credentials providers); then its timeouts and retries are yours to choose, and
+    *url* only names the server in logs. *async_client_factory* does the same for
+    asyncio: it is called once per event loop and must return a ``redis.asyncio.Redis``.
+
+    *fail_mode* and *state_cache_seconds* are the defaults of the breaker storages and
+    token buckets built on this connection (each may override them).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_async_clients",
+        "_async_factory",
+        "_client",
+        "_down_since",
+        "_down_until",
+        "_lock",
+        "connect_timeout",
+        "fail_mode",
+        "key_prefix",
+        "reconnect_interval",
+        "socket_timeout",
+        "state_cache_seconds",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        key_prefix: str = "otelres",
+        fail_mode: FailMode = "open",
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 0.25,
+        reconnect_interval: float = 1.0,
+        state_cache_seconds: float = 0.0,
+        client: Redis | None = None,
+        async_client_factory: Callable[[], AsyncRedis] | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        if fail_mode not in FAIL_MODES:
+            raise ValueError(f"fail_mode must be 'open' or 'closed'; got {fail_mode!r}")
+        for arg, value in (
+            ("socket_timeout", socket_timeout),
+            ("connect_timeout", connect_timeout),
+            ("reconnect_interval", reconnect_interval),
+        ):
+            if not value > 0:
+                raise ValueError(f"{arg} must be > 0 seconds; got {value!r}")
+        if not state_cache_seconds >= 0:
+            raise ValueError(f"state_cache_seconds must be >= 0; got {state_cache_seconds!r}")
+        if not key_prefix or any(c.isspace() for c in key_prefix):
+            raise ValueError(f"key_prefix must be a non-empty word without spaces; got {key_prefix!r}")
+        if client is None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"url must start with redis://, rediss:// or unix://; got {_redact(url)!r}")
+        self.url = url
+        self.key_prefix = key_prefix
+        self.fail_mode: FailMode = fail_mode
+        self.socket_timeout = float(socket_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.reconnect_interval = float(reconnect_interval)
+        self.state_cache_seconds = float(state_cache_seconds)
+        self._client = client
+        self._async_factory = async_client_factory
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+        # 0.0: up. Otherwise the monotonic time before which calls fail fast.
+        self._down_until = 0.0
+        self._down_since = 0.0
+        _CONNECTIONS.add(self, meter_provider)
+
+    @classmethod
+    def from_settings(
+        cls, settings: RedisSettings, *, meter_provider: MeterProvider | None = None
+    ) -> RedisConnection:
+        """The connection ``[resilience.redis]`` describes (whether or not ``enabled`` is set)."""
+        return cls(
+            settings.url,
+            key_prefix=settings.key_prefix,
+            fail_mode=settings.fail_mode,
+            socket_timeout=settings.socket_timeout_seconds,
+            connect_timeout=settings.connect_timeout_seconds,
+            reconnect_interval=settings.reconnect_interval_seconds,
+            state_cache_seconds=settings.state_cache_seconds,
+            meter_provider=meter_provider,
+        )
+
+    # ------------------------------------------------------------------ clients
+    @property
+    def client(self) -> Redis:
+        """The synchronous redis-py client (created on first use)."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+                client = self._client
+        return client
+
+    def _make_client(self) -> Redis:
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError:  # pragma: no cover - the extra is installed in the dev setup
+            raise ImportError(
+                "shared breaker and limiter state needs redis-py: pip install 'otelres[redis]'"
+            ) from None
+        return redis.Redis.from_url(
+            self.url,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    def async_client(self) -> AsyncRedis:
+        """The asyncio client of the running event loop (one per loop, created on first use)."""
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_factory() if self._async_factory else self._make_async_client()
+            self._async_clients[loop] = client
+        return client
+
+    def _make_async_client(self) -> AsyncRedis:
+        from redis.asyncio import Redis as AsyncRedis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        return AsyncRedis.from_url(
+            self.url,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    def key(self, kind: str, name: str) -> str:
+        """The Redis key of component *name* of *kind*: ``<key_prefix>:<kind>:<name>``."""
+        return f"{self.key_prefix}:{kind}:{name}"
+
+    # ------------------------------------------------------------------ running scripts
+    @property
+    def available(self) -> bool:
+        """False while Redis is considered down (after a failure, until a call succeeds)."""
+        return self._down_until == 0.0
+
+    def retry_in(self) -> float:
+        """Seconds until a call may try Redis again (0 while it is up or a retry is due)."""
+        down_until = self._down_until
+        return max(0.0, down_until - time.monotonic()) if down_until else 0.0
+
+    def run(self, script: LuaScript, key: str, *args: Any) -> Any:
+        """Run *script* on *key*; raise :class:`RedisUnavailableError` instead of any Redis error."""
+        if self._down_until and not self._may_try_again():
+            raise RedisUnavailableError(f"Redis at {_redact(self.url)} is unavailable")
+        from redis.exceptions import RedisError
+
+        try:
+            reply = script.run(self.client, key, *args)
+        except RedisError as exc:
+            raise self._failed(exc) from exc
+        if self._down_until:
+            self._recovered()
+        return reply
+
+    async def run_async(self, script: LuaScript, key: str, *args: Any) -> Any:
+        """:meth:`run` on the asyncio client of the running loop, never blocking it."""
+        if self._down_until and not self._may_try_again():
+            raise RedisUnavailableError(f"Redis at {_redact(self.url)} is unavailable")
+        from redis.exceptions import RedisError
+
+        try:
+            reply = await script.run_async(self.async_client(), key, *args)
+        except RedisError as exc:
+            raise self._failed(exc) from exc
+        if self._down_until:
+            self._recovered()
+        return reply
+
+    def _may_try_again(self) -> bool:
+        """Whether this call is the one that probes Redis again after an outage."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._down_until:
+                return False
+            # Claim the probe: the others keep failing fast until it has an answer.
+            self._down_until = now + self.reconnect_interval
+            return True
+
+    def _failed(self, exc: Exception) -> RedisUnavailableError:
+        from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+        if isinstance(exc, ResponseError) and not isinstance(exc, ConnectionError):
+            # The server answered (wrong type at our key, out of memory, read-only
+            # replica): not an outage to wait out, but the call still gets the fail mode.
+            _log.error("otelres: Redis at %s refused a command: %s", _redact(self.url), exc)
+            return RedisUnavailableError(f"Redis at {_redact(self.url)} refused the command: {exc}")
+        now = time.monotonic()
+        with self._lock:
+            first = self._down_until == 0.0
+            self._down_until = now + self.reconnect_interval
+            if first:
+                self._down_since = now
+        if first:
+            what = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            _log.warning(
+                "otelres: Redis at %s is unavailable (%s); shared breakers and limiters "
+                "use their fail mode until it answers again",
+                _redact(self.url),
+                what,
+            )
+        return RedisUnavailableError(f"Redis at {_redact(self.url)} is unavailable: {type(exc).__name__}")
+
+    def _recovered(self) -> None:
+        with self._lock:
+            if self._down_until == 0.0:
+                return
+            outage = time.monotonic() - self._down_since
+            self._down_until = 0.0
+        _log.warning(
+            "otelres: Redis at %s answers again after %.1f s; shared state is back in use",
+            _redact(self.url),
+            outage,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the synchronous client's connections (asyncio clients: :meth:`aclose`)."""
+        client = self._client
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the asyncio client of the running event loop, if it has one."""
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisConnection({_redact(self.url)!r}, key_prefix={self.key_prefix!r}, "
+            f"fail_mode={self.fail_mode!r})"
+        )
+
+
+def _install(meter: Meter, live: Callable[[], list[RedisConnection]]) -> None:
+    def available(options: CallbackOptions) -> Iterable[Observation]:
+        from opentelemetry.metrics import Observation
+
+        def produce() -> Iterable[Observation]:
+            for conn in live():
+                parts = urlsplit(conn.url)
+                attrs: dict[str, str | int] = {"server.address": parts.hostname or parts.path}
+                if parts.port:
+                    attrs["server.port"] = parts.port
+                yield Observation(1 if conn.available else 0, attrs)
+
+        return _otel.safe_observations(produce, "otelres.redis.available")
+
+    meter.create_observable_gauge(
+        "otelres.redis.available",
+        [available],
+        unit="1",
+        description=(
+            "1 while the Redis server holding shared breaker and limiter state answers, "
+            "0 while it is considered down."
+        ),
+    )
+
+
+_CONNECTIONS: _otel.ObservedSet[RedisConnection] = _otel.ObservedSet(_install)
+
+
+class UsesRedis(Protocol):
+    """A breaker storage or token bucket that keeps its state in Redis (for telemetry)."""
+
+    guard_kind: ClassVar[str]
+    name: str
+    fail_mode: FailMode
+    unavailable_calls: int
+
+
+def _install_unavailable(meter: Meter, live: Callable[[], list[UsesRedis]]) -> None:
+    def unavailable(options: CallbackOptions) -> Iterable[Observation]:
+        from opentelemetry.metrics import Observation
+
+        def produce() -> Iterable[Observation]:
+            for component in live():
+                yield Observation(
+                    component.unavailable_calls,
+                    {
+                        "guard.kind": component.guard_kind,
+                        "guard.name": component.name,
+                        "redis.fail_mode": component.fail_mode,
+                    },
+                )
+
+        return _otel.safe_observations(produce, "otelres.redis.unavailable")
+
+    meter.create_observable_counter(
+        "otelres.redis.unavailable",
+        [unavailable],
+        unit="{call}",
+        description=(
+            "Guarded calls decided without Redis because it was unreachable: on local "
+            "state (fail_mode open) or rejected (fail_mode closed)."
+        ),
+    )
+
+
+UNAVAILABLE: _otel.ObservedSet[UsesRedis] = _otel.ObservedSet(_install_unavailable)
+"""The breaker storages and token buckets published by ``otelres.redis.unavailable``."""
