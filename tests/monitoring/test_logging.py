@@ -1,0 +1,270 @@
+"""Logs: JSON and text lines with service name and trace context, set up idempotently."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from typing import Any
+
+import pytest
+
+from otelres import config
+from otelres.config import MonitoringSettings
+from otelres.monitoring import (
+    JsonLogFormatter,
+    TextLogFormatter,
+    get_logger,
+    get_metrics_collector,
+    setup_logging,
+    teardown_logging,
+)
+
+from .conftest import json_lines
+
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_seed_usage_writes_a_json_line_with_extra_fields(stream: io.StringIO) -> None:
+    """The seed system's logger and metrics usage produces one JSON line with its extra field."""
+    setup_logging(MonitoringSettings(), service_name="bot", stream=stream)
+    logger = get_logger("seed")
+    metrics = get_metrics_collector()
+    with metrics.timer("operation_duration"):
+        logger.info("Starting operation", extra={"strategy": "ma_crossover"})
+        metrics.increment("operations_completed")
+    (line,) = json_lines(stream)
+    assert TIMESTAMP.match(line.pop("timestamp"))
+    assert line == {
+        "level": "INFO",
+        "logger": "seed",
+        "message": "Starting operation",
+        "service.name": "bot",
+        "strategy": "ma_crossover",
+    }
+
+
+def test_json_line_carries_the_active_spans_ids(stream: io.StringIO, tracer: Any) -> None:
+    """Inside a span the line has its trace_id, span_id and trace flags as W3C lowercase hex."""
+    setup_logging(MonitoringSettings(), service_name="bot", stream=stream)
+    with tracer.start_as_current_span("order") as span:
+        get_logger("t").warning("placing %s", "order")
+    context = span.get_span_context()
+    (line,) = json_lines(stream)
+    assert line["message"] == "placing order"
+    assert line["trace_id"] == f"{context.trace_id:032x}"
+    assert line["span_id"] == f"{context.span_id:016x}"
+    assert line["trace_flags"] == f"{context.trace_flags:02x}"
+    assert re.fullmatch(r"[0-9a-f]{32}", line["trace_id"])
+
+
+def test_no_trace_fields_without_an_active_span(stream: io.StringIO) -> None:
+    """Outside any span the line has no trace fields at all (not empty or zero ones)."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    get_logger("t").info("idle")
+    (line,) = json_lines(stream)
+    assert not {"trace_id", "span_id", "trace_flags"} & set(line)
+
+
+def test_trace_fields_never_land_on_the_shared_record(stream: io.StringIO, tracer: Any) -> None:
+    """Other handlers see the record without trace fields: they are added by the formatter only."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        setup_logging(MonitoringSettings(), stream=stream)
+        with tracer.start_as_current_span("s"):
+            get_logger("t").info("x")
+    finally:
+        logging.getLogger().removeHandler(keep)
+    assert "trace_id" in json_lines(stream)[0]
+    assert not any(hasattr(r, "trace_id") or hasattr(r, "span_id") for r in seen)
+
+
+def test_text_format_is_readable_and_keeps_the_ids(stream: io.StringIO, tracer: Any) -> None:
+    """structured_logging = false gives a text line with message, fields and trace IDs."""
+    setup_logging(MonitoringSettings(structured_logging=False), service_name="bot", stream=stream)
+    with tracer.start_as_current_span("s") as span:
+        get_logger("app.orders").info("order placed", extra={"side": "buy", "note": "two words"})
+    text = stream.getvalue().strip()
+    context = span.get_span_context()
+    assert re.match(r"^\S+Z INFO +app\.orders: order placed ", text)
+    assert "side=buy" in text
+    assert 'note="two words"' in text
+    assert "service.name=bot" in text
+    assert f"trace_id={context.trace_id:032x}" in text
+    assert f"span_id={context.span_id:016x}" in text
+    assert not text.startswith("{")
+
+
+def test_log_format_text_also_selects_text(stream: io.StringIO) -> None:
+    """log_format = "text" gives text lines even with structured_logging left on."""
+    setup_logging(MonitoringSettings(log_format="text"), stream=stream)
+    get_logger("t").info("hello")
+    assert "INFO" in stream.getvalue()
+    assert not stream.getvalue().startswith("{")
+
+
+def test_level_comes_from_settings(stream: io.StringIO) -> None:
+    """log_level filters records below it and lets those at or above it through."""
+    setup_logging(MonitoringSettings(log_level="WARNING"), stream=stream)
+    logger = get_logger("t")
+    logger.info("dropped")
+    logger.warning("kept")
+    assert [line["message"] for line in json_lines(stream)] == ["kept"]
+
+
+def test_setup_twice_never_duplicates_lines(stream: io.StringIO) -> None:
+    """Calling setup_logging again reconfigures its handler instead of adding another."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    setup_logging(MonitoringSettings(), stream=stream)
+    setup_logging(MonitoringSettings(log_level="DEBUG"), stream=stream)
+    get_logger("t").debug("once")
+    assert [line["message"] for line in json_lines(stream)] == ["once"]
+
+
+def test_setup_again_switches_format_and_stream(stream: io.StringIO) -> None:
+    """A second call can move the output to another stream and to text format."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    other = io.StringIO()
+    setup_logging(MonitoringSettings(log_format="text"), stream=other)
+    get_logger("t").info("moved")
+    assert stream.getvalue() == ""
+    assert "moved" in other.getvalue()
+    assert not other.getvalue().startswith("{")
+
+
+def test_application_handlers_are_kept(stream: io.StringIO) -> None:
+    """Handlers the application installed keep receiving records and survive teardown."""
+    app_stream = io.StringIO()
+    app_handler = logging.StreamHandler(app_stream)
+    app_handler.setFormatter(logging.Formatter("APP %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(app_handler)
+    try:
+        setup_logging(MonitoringSettings(), stream=stream)
+        get_logger("t").info("both")
+        teardown_logging()
+        assert app_handler in root.handlers
+    finally:
+        root.removeHandler(app_handler)
+    assert app_stream.getvalue() == "APP both\n"
+    assert json_lines(stream)[0]["message"] == "both"
+
+
+def test_get_logger_sets_logging_up_from_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without setup_logging, the first get_logger writes JSON to stderr per [monitoring]."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    config.set_current(
+        config.config_from_dict(
+            {"monitoring": {"log_level": "DEBUG"}, "telemetry": {"service_name": "lazy"}}, environ={}
+        )
+    )
+    get_logger("lazy.module").debug("configured lazily")
+    line = capsys.readouterr().err.strip()
+    assert '"message": "configured lazily"' in line
+    assert '"service.name": "lazy"' in line
+
+
+def test_get_logger_leaves_an_application_logging_setup_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the application configured logging itself, get_logger adds no handler of its own."""
+    app_handler = logging.NullHandler()
+    monkeypatch.setattr(logging.getLogger(), "handlers", [app_handler])
+    get_logger("t").info("x")
+    assert logging.getLogger().handlers == [app_handler]
+
+
+def test_extra_with_reserved_keys_never_raises(stream: io.StringIO) -> None:
+    """Keys the standard library refuses in extra are kept as extra.<key> instead of raising."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    get_logger("t").info("m", extra={"message": "mine", "name": "BTC/USD", "args": [1]})
+    (line,) = json_lines(stream)
+    assert line["message"] == "m"
+    assert line["extra.message"] == "mine"
+    assert line["extra.name"] == "BTC/USD"
+    assert line["extra.args"] == [1]
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+    __repr__ = __str__
+
+
+def test_any_extra_value_is_logged_without_raising(stream: io.StringIO) -> None:
+    """Unprintable objects, cycles, bytes, odd keys and a non-mapping extra all produce a line."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    logger = get_logger("t")
+    logger.info("a", extra={"obj": _Unprintable(), "cycle": cycle, "raw": b"\xff\x00", 3: "int key"})
+    logger.info("b", extra="not a mapping")  # type: ignore[arg-type]
+    first, second = json_lines(stream)
+    assert first["obj"] == "<unprintable _Unprintable>"
+    assert first["3"] == "int key"
+    assert isinstance(first["cycle"], list)
+    assert second["extra"] == "not a mapping"
+
+
+@pytest.mark.parametrize("formatter", [JsonLogFormatter(), TextLogFormatter()], ids=["json", "text"])
+def test_formatters_never_raise_on_a_broken_message(formatter: logging.Formatter) -> None:
+    """A message whose arguments do not fit, or whose str() raises, still gives a line."""
+    bad_args = logging.LogRecord("t", logging.INFO, __file__, 1, "c %d", ("x",), None)
+    bad_msg = logging.LogRecord("t", logging.INFO, __file__, 1, _Unprintable(), (), None)
+    assert "c %d" in formatter.format(bad_args)
+    assert "unprintable" in formatter.format(bad_msg) or "could not be formatted" in formatter.format(bad_msg)
+
+
+def test_exception_text_is_included(stream: io.StringIO) -> None:
+    """logger.exception writes the traceback into exc_info."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        get_logger("t").exception("failed")
+    (line,) = json_lines(stream)
+    assert line["level"] == "ERROR"
+    assert "ValueError: boom" in line["exc_info"]
+
+
+def test_caller_information_points_at_the_caller(stream: io.StringIO) -> None:
+    """Records made through get_logger name the calling function, not a logging wrapper."""
+    setup_logging(MonitoringSettings(structured_logging=False), stream=stream)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        get_logger("t").info("where")
+    finally:
+        logging.getLogger().removeHandler(keep)
+    assert seen[0].funcName == "test_caller_information_points_at_the_caller"
+
+
+def test_bound_fields_are_added_to_every_record(stream: io.StringIO) -> None:
+    """bind() adds fields to each record; a field given at the call wins."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    logger = get_logger("t").bind(exchange="kraken", symbol="BTC/USD")
+    logger.info("one")
+    logger.info("two", extra={"symbol": "ETH/USD"})
+    one, two = json_lines(stream)
+    assert (one["exchange"], one["symbol"]) == ("kraken", "BTC/USD")
+    assert (two["exchange"], two["symbol"]) == ("kraken", "ETH/USD")
+
+
+def test_get_logger_returns_the_same_logger_per_name() -> None:
+    """get_logger(name) wraps the standard logger of that name, once."""
+    assert get_logger("same") is get_logger("same")
+    assert get_logger("same").logger is logging.getLogger("same")

@@ -1,0 +1,122 @@
+"""OTLP logs: the same records leave through a LoggerProvider with their trace context."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
+
+from otelres._testing.otlp_receiver import OtlpHttpReceiver, attributes_of
+from otelres.config import MonitoringSettings
+from otelres.monitoring import OTelLogHandler, get_logger, setup_logging
+
+from .conftest import json_lines
+
+
+@pytest.fixture(name="exporter")
+def _exporter() -> InMemoryLogRecordExporter:
+    return InMemoryLogRecordExporter()
+
+
+@pytest.fixture(name="provider")
+def _provider(exporter: InMemoryLogRecordExporter) -> LoggerProvider:
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    return provider
+
+
+def test_record_leaves_with_trace_context_and_plain_body(
+    stream: io.StringIO, provider: LoggerProvider, exporter: InMemoryLogRecordExporter, tracer: Any
+) -> None:
+    """The OTLP record has the span's IDs, the plain message as body, and the extra fields."""
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    with tracer.start_as_current_span("order") as span:
+        get_logger("app.orders").warning("placed %s", "buy", extra={"symbol": "BTC/USD"})
+    (finished,) = exporter.get_finished_logs()
+    record = finished.log_record
+    context = span.get_span_context()
+    assert record.trace_id == context.trace_id
+    assert record.span_id == context.span_id
+    assert record.trace_flags == context.trace_flags
+    assert record.body == "placed buy"
+    assert record.severity_number == SeverityNumber.WARN
+    assert record.severity_text == "WARN"
+    assert finished.instrumentation_scope.name == "app.orders"
+    attributes = dict(record.attributes or {})
+    assert attributes["symbol"] == "BTC/USD"
+    assert attributes["code.function.name"] == "test_record_leaves_with_trace_context_and_plain_body"
+    assert not {"trace_id", "span_id", "otelTraceID", "message", "msg"} & set(attributes)
+    assert json_lines(stream)[0]["trace_id"] == f"{context.trace_id:032x}"
+
+
+def test_opentelemetry_own_records_are_not_fed_back(
+    stream: io.StringIO, provider: LoggerProvider, exporter: InMemoryLogRecordExporter
+) -> None:
+    """Records of the opentelemetry loggers (exporter failures) are not sent to the provider."""
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    logging.getLogger("opentelemetry.exporter.otlp").warning("export failed")
+    get_logger("app").info("kept")
+    assert [f.log_record.body for f in exporter.get_finished_logs()] == ["kept"]
+
+
+def test_setup_without_provider_removes_the_otlp_handler(
+    stream: io.StringIO, provider: LoggerProvider, exporter: InMemoryLogRecordExporter
+) -> None:
+    """Re-running setup_logging with logger_provider=None stops OTLP output, keeping the console."""
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    assert sum(isinstance(h, OTelLogHandler) for h in logging.getLogger().handlers) == 1
+    setup_logging(MonitoringSettings(), stream=stream)
+    get_logger("app").info("console only")
+    assert exporter.get_finished_logs() == ()
+    assert json_lines(stream)[0]["message"] == "console only"
+    assert not any(isinstance(h, OTelLogHandler) for h in logging.getLogger().handlers)
+
+
+def test_a_failing_provider_never_reaches_the_caller(stream: io.StringIO) -> None:
+    """A logger provider that raises leaves the logging call and the console line intact."""
+
+    class Broken(LoggerProvider):
+        def get_logger(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("provider broken")
+
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=Broken())
+    previous, logging.raiseExceptions = logging.raiseExceptions, False
+    try:
+        get_logger("app").info("still logged")
+    finally:
+        logging.raiseExceptions = previous
+    assert json_lines(stream)[0]["message"] == "still logged"
+
+
+@pytest.mark.integration
+def test_otlp_http_wire_format_carries_body_ids_and_attributes(stream: io.StringIO, tracer: Any) -> None:
+    """Over OTLP/HTTP a real receiver decodes the redacted body, the trace IDs and the attributes."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    with OtlpHttpReceiver() as receiver:
+        provider = LoggerProvider()
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{receiver.endpoint}/v1/logs"))
+        )
+        setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+        with tracer.start_as_current_span("fetch") as span:
+            get_logger("app.feed").info("ticker api_key=k-1", extra={"exchange": "kraken"})
+        provider.force_flush(10_000)
+        receiver.wait_for(lambda r: bool(r.log_records()))
+        provider.shutdown()
+    (record,) = receiver.log_records()
+    context = span.get_span_context()
+    assert record.body.string_value == "ticker api_key=***"
+    assert record.trace_id == context.trace_id.to_bytes(16, "big")
+    assert record.span_id == context.span_id.to_bytes(8, "big")
+    assert attributes_of(record)["exchange"] == "kraken"

@@ -1,0 +1,148 @@
+"""Redaction: secrets never reach JSON, text or OTLP output, by key, in text, or by value."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+from otelres.config import MonitoringSettings
+from otelres.monitoring import Redactor, get_logger, register_secret, setup_logging
+
+from .conftest import json_lines
+
+SENSITIVE_KEYS = [
+    "api_key",
+    "apiKey",
+    "API-KEY",
+    "x-api-key",
+    "kraken_api_secret",
+    "client_secret",
+    "password",
+    "passphrase",
+    "token",
+    "access_token",
+    "signature",
+    "Authorization",
+    "private_key",
+]
+
+
+@pytest.mark.parametrize("key", SENSITIVE_KEYS)
+def test_sensitive_keys_are_masked_in_extra(key: str, stream: io.StringIO) -> None:
+    """The value of an extra field whose key names a secret is replaced by ***."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    get_logger("t").info("call", extra={key: "hunter2-value", "symbol": "BTC/USD"})
+    (line,) = json_lines(stream)
+    assert line[key] == "***"
+    assert line["symbol"] == "BTC/USD"
+    assert "hunter2" not in stream.getvalue()
+
+
+@pytest.mark.parametrize("key", ["max_tokens", "available_tokens", "keys", "symbol", "secrets_count"])
+def test_ordinary_keys_are_not_masked(key: str) -> None:
+    """Keys that merely contain a sensitive word elsewhere keep their values."""
+    assert Redactor().field(key, 42) == 42
+
+
+def test_nested_containers_are_masked() -> None:
+    """Sensitive keys inside dicts and lists nested in a field are masked too."""
+    value = {"exchange": {"apiKey": "k-123", "options": [{"password": "p-456"}, "plain"]}}
+    assert Redactor().field("config", value) == {
+        "exchange": {"apiKey": "***", "options": [{"password": "***"}, "plain"]}
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("login api_key=abc123 ok", "login api_key=*** ok"),
+        ('{"apiKey": "abc123", "x": 1}', '{"apiKey": "***", "x": 1}'),
+        ("headers Authorization: Bearer eyJhbGciOi.x.y", "headers Authorization: ***"),
+        ("https://h/p?symbol=BTC&token=t0k3n&x=1", "https://h/p?symbol=BTC&token=***&x=1"),
+        ("client_secret = 's3cr3t'", "client_secret = '***'"),
+        ("max_tokens=5 limit=3", "max_tokens=5 limit=3"),
+    ],
+)
+def test_key_value_pairs_in_text_are_masked(text: str, expected: str) -> None:
+    """key=value and key: value pairs with a sensitive key are masked inside free text."""
+    assert Redactor().text(text) == expected
+
+
+def test_registered_secret_is_masked_everywhere(stream: io.StringIO) -> None:
+    """A registered value is masked in the message, in fields, nested, and in exception text."""
+    register_secret("Zq9-SECRET-value")
+    setup_logging(MonitoringSettings(), stream=stream)
+    logger = get_logger("t")
+    logger.info("using Zq9-SECRET-value now", extra={"note": "k=Zq9-SECRET-value", "deep": ["Zq9-SECRET-value"]})
+    try:
+        raise RuntimeError("auth failed for Zq9-SECRET-value")
+    except RuntimeError:
+        logger.exception("call failed")
+    assert "Zq9-SECRET-value" not in stream.getvalue()
+    first, second = json_lines(stream)
+    assert first["message"] == "using *** now"
+    assert first["note"] == "k=***"
+    assert first["deep"] == ["***"]
+    assert "RuntimeError: auth failed for ***" in second["exc_info"]
+
+
+def test_text_output_is_redacted_too(stream: io.StringIO) -> None:
+    """The text formatter masks keys, pairs and registered secrets like the JSON one."""
+    register_secret("pass-phrase-42")
+    setup_logging(MonitoringSettings(log_format="text"), stream=stream)
+    get_logger("t").info("with pass-phrase-42 and secret=abc", extra={"apiKey": "k-1"})
+    out = stream.getvalue()
+    assert "pass-phrase-42" not in out
+    assert "abc" not in out
+    assert "k-1" not in out
+    assert "apiKey=***" in out
+
+
+def test_configured_redact_keys_are_added(stream: io.StringIO) -> None:
+    """[monitoring] redact_keys masks further keys, in fields and in text."""
+    setup_logging(MonitoringSettings(redact_keys=("account_id",)), stream=stream)
+    get_logger("t").info("account_id=ACC-9 done", extra={"accountId": "ACC-9"})
+    (line,) = json_lines(stream)
+    assert line["accountId"] == "***"
+    assert line["message"] == "account_id=*** done"
+
+
+def test_otlp_records_are_redacted(stream: io.StringIO) -> None:
+    """Body, attributes and exception attributes sent over OTLP are masked like the JSON line."""
+    register_secret("otlp-secret-77")
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    try:
+        raise ValueError("token=abc otlp-secret-77")
+    except ValueError:
+        get_logger("t").exception(
+            "failed with otlp-secret-77", extra={"password": "pw-1", "cfg": {"apiKey": "k"}}
+        )
+    (finished,) = exporter.get_finished_logs()
+    record = finished.log_record
+    attributes = dict(record.attributes or {})
+    assert record.body == "failed with ***"
+    assert attributes["password"] == "***"
+    assert attributes["cfg"] == '{"apiKey": "***"}'
+    assert attributes["exception.type"] == "ValueError"
+    assert attributes["exception.message"] == "token=*** ***"
+    assert "otlp-secret-77" not in attributes["exception.stacktrace"]
+    assert "abc" not in attributes["exception.stacktrace"]
+
+
+@pytest.mark.parametrize("value", ["", "abc"])
+def test_short_secrets_are_refused(value: str) -> None:
+    """register_secret refuses values too short to mask without garbling text."""
+    with pytest.raises(ValueError, match="at least 4"):
+        register_secret(value)
+
+
+def test_non_string_secret_is_refused() -> None:
+    """register_secret names the argument when given something that is not a str."""
+    with pytest.raises(TypeError, match="register_secret"):
+        register_secret(12345)  # type: ignore[arg-type]
