@@ -1,0 +1,84 @@
+"""ExchangeCheck with real ccxt clients against the local exchange server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from otelres.health import ExchangeCheck, HealthChecker, HealthStatus
+from otelres.testing import ExchangeServer, Fault
+from tests.conftest import free_port
+
+pytest.importorskip("ccxt")
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(name="exchange")
+def _exchange() -> Iterator[ExchangeServer]:
+    with ExchangeServer() as server:
+        yield server
+
+
+async def test_reachable_exchanges_are_green(exchange: ExchangeServer) -> None:
+    """Kraken (fetch_status) and Binance answering quickly make the check GREEN with their latency."""
+    check = ExchangeCheck([exchange.client("kraken"), exchange.client("binance")])
+    result = await check.check()
+    assert result.status is HealthStatus.GREEN, result.message
+    assert set(result.details["exchanges"]) == {"kraken", "binance"}
+    assert result.details["exchanges"]["kraken"]["status"] == "ok"
+    assert result.details["exchanges"]["kraken"]["latency_seconds"] < 1.0
+    assert exchange.count(path="/0/public/SystemStatus") == 1
+
+
+async def test_maintenance_is_red(exchange: ExchangeServer) -> None:
+    """An exchange reporting maintenance makes the check RED."""
+    exchange.inject(Fault("maintenance", venue="kraken"))
+    result = await ExchangeCheck(exchange.client("kraken")).check()
+    assert result.status is HealthStatus.RED
+    assert result.details["exchanges"]["kraken"]["status"] == "maintenance"
+
+
+async def test_slow_answers_are_yellow(exchange: ExchangeServer) -> None:
+    """A round trip slower than latency_warning makes the check YELLOW."""
+    exchange.inject(Fault("delay", delay=0.3, venue="kraken"))
+    result = await ExchangeCheck(exchange.client("kraken"), latency_warning=0.1).check()
+    assert result.status is HealthStatus.YELLOW
+    assert "slow" in result.message
+
+
+async def test_errors_are_red_with_the_error_type(exchange: ExchangeServer) -> None:
+    """An HTTP 503 from the exchange makes the check RED naming ccxt's error class."""
+    exchange.inject(Fault("http", status=503, venue="kraken"))
+    result = await ExchangeCheck(exchange.client("kraken")).check()
+    assert result.status is HealthStatus.RED
+    assert result.details["exchanges"]["kraken"]["error"].startswith("ExchangeNotAvailable")
+
+
+async def test_an_unreachable_exchange_is_red() -> None:
+    """Nothing listening at the exchange's address makes the check RED with a network error."""
+    url = f"http://127.0.0.1:{free_port()}"
+    check = ExchangeCheck("kraken", options={"urls": {"api": {"public": url, "private": url}}, "timeout": 2000})
+    result = await check.check()
+    assert result.status is HealthStatus.RED
+    assert "NetworkError" in result.message or "ExchangeNotAvailable" in result.message
+
+
+async def test_async_ccxt_clients_are_awaited(exchange: ExchangeServer) -> None:
+    """An async ccxt client is probed on the checker's loop."""
+    client = exchange.client("binance", flavour="async")
+    try:
+        results = await HealthChecker([ExchangeCheck(client, name="binance")]).run_all_checks()
+    finally:
+        await client.close()
+    assert results["binance"].status is HealthStatus.GREEN, results["binance"].message
+    assert exchange.count(path="/sapi/v1/system/status") + exchange.count(path="/api/v3/time") == 1
+
+
+async def test_an_exchange_id_builds_a_client_from_options(exchange: ExchangeServer) -> None:
+    """An exchange id with ccxt options creates a sync client lazily and reuses it."""
+    check = ExchangeCheck("kraken", options={"urls": {"api": {"public": exchange.url, "private": exchange.url}}})
+    assert (await check.check()).status is HealthStatus.GREEN
+    assert (await check.check()).status is HealthStatus.GREEN
+    assert exchange.count(path="/0/public/SystemStatus") == 2
