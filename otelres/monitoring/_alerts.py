@@ -440,6 +440,12 @@ class AlertManager:
 
         Raises ``RuntimeError`` when :attr:`reader` is not registered on a ``MeterProvider``.
         """
+        # The SDK's own collect() only logs a warning for an unregistered reader.
+        if getattr(self.reader, "_collect", True) is None:
+            raise RuntimeError(
+                "AlertManager.evaluate(): its reader is not registered on a MeterProvider; "
+                "pass MeterProvider(metric_readers=[manager.reader, ...])"
+            )
         with self._state_lock:
             self._received = None
             self._evaluating = threading.get_ident()
@@ -448,11 +454,8 @@ class AlertManager:
             finally:
                 self._evaluating = None
             received = self._take_received()
-        if received is None:
-            raise RuntimeError(
-                "AlertManager.evaluate(): its reader is not registered on a MeterProvider; "
-                "pass MeterProvider(metric_readers=[manager.reader, ...])"
-            )
+            if received is None:  # the SDK reported no metric at all: every series is gone
+                received = self._process(None)
         self._dispatch(received)
         return received
 
@@ -468,10 +471,10 @@ class AlertManager:
                 return
         self._dispatch(notifications)
 
-    def _process(self, data: MetricsData) -> list[Alert]:
+    def _process(self, data: MetricsData | None) -> list[Alert]:
         now = self._clock()
         index: dict[str, list[tuple[Mapping[str, Any], Any]]] = {}
-        for resource_metrics in data.resource_metrics:
+        for resource_metrics in data.resource_metrics if data is not None else ():
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
                     points = index.setdefault(metric.name.lower(), [])
