@@ -1,0 +1,870 @@
+"""The backup manager: create, list, load, verify, delete and prune backups.
+
+    from otelres.backup import BackupManager
+
+    manager = BackupManager()                       # [backup] of the current config
+    backup_id = manager.create_backup({"portfolio": state}, backup_type="manual")
+    manager.list_backups()                          # newest first, with status
+    manager.load_backup(backup_id)                  # {"portfolio": state}, checked
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from otelres.backup import _telemetry
+from otelres.backup._codec import CHUNK, check_level, compressor, suffix
+from otelres.backup._errors import BackupCorruptError, BackupError, BackupNotFoundError
+from otelres.backup._manifest import (
+    BackupInfo,
+    EntryRecord,
+    Manifest,
+    ManifestError,
+    check_entry_name,
+    check_type,
+    decode_manifest,
+    encode_manifest,
+    new_backup_id,
+    parse_backup_id,
+    restore_path,
+)
+from otelres.backup._pipeline import is_large, json_pieces, pipelined
+from otelres.backup._reader import EntryDamaged, check_entries, iter_entry
+from otelres.backup._retention import RetentionPlan, RetentionPolicy, plan_retention
+from otelres.backup._storage import (
+    BackupExistsError,
+    BackupStorage,
+    LocalDirectoryStorage,
+    PendingWrite,
+    StagedBackup,
+    UnsafeEntryError,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from otelres.config import BackupSettings
+
+__all__ = ["BackupManager", "PruneResult", "VerifyReport"]
+
+_log = logging.getLogger("otelres.backup")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_ID_ATTEMPTS = 8
+_PIPELINE_FILE_BYTES = 8 << 20
+
+PathLike = str | os.PathLike[str]
+
+_issue_lock = threading.Lock()
+_last_issued: list[datetime] = []
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of :meth:`BackupManager.verify_backup`: ``ok``, or each problem found.
+
+    ``problems`` holds ``(entry name, what is wrong)``; the entry name is None for a
+    problem of the backup as a whole (its manifest). ``bad_entries`` lists the names.
+    """
+
+    backup_id: str
+    ok: bool
+    problems: tuple[tuple[str | None, str], ...]
+    entries_checked: int
+    signed: bool
+
+    @property
+    def bad_entries(self) -> tuple[str, ...]:
+        """Names of the entries that failed."""
+        return tuple(name for name, _ in self.problems if name is not None)
+
+    def __str__(self) -> str:
+        if self.ok:
+            signed = ", signature ok" if self.signed else ""
+            return f"{self.backup_id}: ok ({self.entries_checked} entries{signed})"
+        lines = [f"{self.backup_id}: DAMAGED"]
+        for name, message in self.problems:
+            lines.append(f"  {'entry ' + repr(name) if name else 'manifest'}: {message}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :meth:`BackupManager.prune` kept and removed (or would, with ``dry_run``)."""
+
+    kept: tuple[tuple[BackupInfo, tuple[str, ...]], ...]
+    """Each kept backup with the rules that keep it (``"newest"``, ``"daily"``, ...)."""
+    removed: tuple[BackupInfo, ...]
+    untouched: tuple[BackupInfo, ...]
+    """Damaged or incomplete backups, which retention never deletes."""
+    abandoned: tuple[str, ...]
+    """Staging leftovers of writers that died before committing (removed)."""
+    dry_run: bool
+
+
+class BackupManager:
+    """Creates and manages backups in one storage location.
+
+    Every argument defaults to the ``[backup]`` section of
+    :func:`otelres.config.current` (*settings* replaces that section); explicit
+    arguments win over both. *backup_path* is the directory of the local backend;
+    *storage* replaces the backend altogether (any :class:`BackupStorage`).
+
+    *hmac_key* (bytes or str) or ``backup.hmac_key_env`` (the name of an environment
+    variable holding the key) turns signing on: new backups are signed, and reading
+    refuses a backup whose signature is missing or wrong.
+
+    *clock* returns the current UTC time (for tests); *meter_provider* and
+    *tracer_provider* default to the global OpenTelemetry providers.
+    """
+
+    def __init__(
+        self,
+        backup_path: PathLike | None = None,
+        *,
+        storage: BackupStorage | None = None,
+        compress: bool | None = None,
+        compression: str | None = None,
+        compression_level: int | None = None,
+        retention: RetentionPolicy | None = None,
+        hmac_key: bytes | str | None = None,
+        hmac_key_env: str | None = None,
+        max_restore_bytes: int | None = None,
+        settings: BackupSettings | None = None,
+        clock: Callable[[], datetime] | None = None,
+        meter_provider: MeterProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        if settings is None:
+            from otelres.config import current
+
+            settings = current().backup
+        self.settings = settings
+        self.storage: BackupStorage = storage or LocalDirectoryStorage(
+            backup_path if backup_path is not None else settings.backup_path
+        )
+        use_compression = settings.compress if compress is None else compress
+        self.compression = (compression or settings.compression) if use_compression else "none"
+        self.compression_level = (
+            settings.compression_level if compression_level is None else compression_level
+        )
+        if self.compression != "none":
+            check_level(self.compression, self.compression_level)
+        self.retention = retention or RetentionPolicy.from_settings(settings)
+        self._hmac_key = hmac_key.encode() if isinstance(hmac_key, str) else hmac_key
+        self._hmac_env = settings.hmac_key_env if hmac_key_env is None else hmac_key_env
+        self.max_restore_bytes = (
+            settings.max_restore_bytes if max_restore_bytes is None else max_restore_bytes
+        )
+        self._clock = clock
+        self._meter_provider = meter_provider
+        self._tracer_provider = tracer_provider
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, dict[str, float]] | None = None
+        self._created: dict[tuple[str, str], int] = {}
+        _telemetry.publish(self, meter_provider)
+
+    def __repr__(self) -> str:
+        return f"BackupManager({self.storage.location!r}, compression={self.compression!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the backups are (the backend's description, e.g. a directory)."""
+        return self.storage.location
+
+    # ------------------------------------------------------------------ signing key
+    @property
+    def signing(self) -> bool:
+        """Whether signing is configured (a key given, or ``hmac_key_env`` named)."""
+        return self._hmac_key is not None or bool(self._hmac_env)
+
+    def _key(self, *, required: bool) -> bytes | None:
+        if self._hmac_key is not None:
+            return self._hmac_key
+        if not self._hmac_env:
+            return None
+        value = os.environ.get(self._hmac_env)
+        if value:
+            return value.encode()
+        if required:
+            raise BackupError(
+                f"backup.hmac_key_env names ${self._hmac_env}, which is not set; "
+                "set it (signing is on) or clear backup.hmac_key_env"
+            )
+        return None
+
+    def _key_source(self) -> str:
+        return f"${self._hmac_env}" if self._hmac_key is None else "hmac_key"
+
+    # ------------------------------------------------------------------ create
+    def create_backup(
+        self,
+        data: Mapping[str, Any] | None = None,
+        backup_type: str = "manual",
+        *,
+        files: Mapping[str, PathLike] | Iterable[PathLike] | None = None,
+        sqlite: Mapping[str, PathLike] | Iterable[PathLike] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        json_default: Callable[[Any], Any] | None = None,
+    ) -> str:
+        """Write a backup and return its id; nothing is listed as valid unless it all worked.
+
+        *data* maps entry names to JSON-serializable values (each becomes one entry;
+        *json_default* is passed to :func:`json.dumps` for other types). *files* and
+        *sqlite* name files copied as they are and SQLite databases copied with SQLite's
+        online backup API (consistent even while another connection writes); give a
+        mapping ``{entry name: path}`` or paths (the entry name is the file name).
+        Entry names must be safe relative paths and unique.
+
+        Raises :class:`BackupError` naming the entry, file or setting at fault; a failure
+        part-way (disk full, a crash) leaves no backup behind under the id.
+        """
+        check_type(backup_type)
+        plan = self._plan_entries(data, files, sqlite, json_default)
+        key = self._key(required=True)
+        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+        started = time.perf_counter()
+        attributes = {"backup.type": backup_type}
+        try:
+            with _telemetry.backup_span(
+                self._tracer_provider, "otelres.backup.create", attributes
+            ) as span:
+                backup_id, size = self._write(plan, backup_type, meta, key)
+                if span is not None:
+                    span.set_attribute("backup.id", backup_id)
+                    span.set_attribute("backup.size", size)
+        except BaseException as exc:
+            outcome = {**attributes, "backup.outcome": "failure", "error.type": type(exc).__name__}
+            _telemetry.record_duration(
+                self._meter_provider, time.perf_counter() - started, outcome
+            )
+            self._count(backup_type, "failure")
+            raise
+        elapsed = time.perf_counter() - started
+        _telemetry.record_duration(
+            self._meter_provider, elapsed, {**attributes, "backup.outcome": "success"}
+        )
+        self._count(backup_type, "success")
+        self._note_created(backup_id, backup_type, size)
+        _log.info(
+            "backup %s written to %s (%d bytes, %d entries, %.3f s)",
+            backup_id, self.location, size, len(plan), elapsed,
+        )
+        return backup_id
+
+    def _plan_entries(
+        self,
+        data: Mapping[str, Any] | None,
+        files: Mapping[str, PathLike] | Iterable[PathLike] | None,
+        sqlite: Mapping[str, PathLike] | Iterable[PathLike] | None,
+        json_default: Callable[[Any], Any] | None,
+    ) -> list[tuple[str, str, _Source]]:
+        plan: list[tuple[str, str, _Source]] = []
+        if data is not None:
+            if not isinstance(data, Mapping):
+                raise BackupError(
+                    "data: expected a mapping of entry names to JSON values, "
+                    f"got {type(data).__name__}"
+                )
+            for name, value in data.items():
+                check_entry_name(name)
+                if is_large(value):
+                    plan.append((name, "json", _LargeJson(value, json_default)))
+                else:
+                    plan.append((name, "json", _to_json(name, value, json_default)))
+        for kind, given in (("file", files), ("sqlite", sqlite)):
+            for name, path in _named_paths(kind, given):
+                plan.append((name, kind, _check_source(kind, name, path)))
+        if not plan:
+            raise BackupError(
+                "nothing to back up: pass data, files or sqlite databases "
+                "(CLI: --from, --file, --sqlite, or backup.files / backup.sqlite in config)"
+            )
+        seen: dict[str, str] = {}
+        for name, kind, _ in plan:
+            where = str(restore_path(name, kind))
+            if where in seen:
+                raise BackupError(
+                    f"entries {seen[where]!r} and {name!r} would restore to the same path "
+                    f"{where!r}; give them distinct names"
+                )
+            seen[where] = name
+        return plan
+
+    def _new_id(self, backup_type: str) -> tuple[str, datetime]:
+        if self._clock is not None:
+            moment = self._clock().astimezone(timezone.utc)
+            return new_backup_id(moment, backup_type), moment
+        with _issue_lock:
+            moment = _utc_now()
+            # Keep ids of one process strictly increasing even when the clock stalls.
+            if _last_issued and moment <= _last_issued[0]:
+                moment = _last_issued[0] + timedelta(microseconds=1)
+            _last_issued[:] = [moment]
+        return new_backup_id(moment, backup_type), moment
+
+    def _write(
+        self,
+        plan: list[tuple[str, str, _Source]],
+        backup_type: str,
+        metadata: Mapping[str, str],
+        key: bytes | None,
+    ) -> tuple[str, int]:
+        from otelres._version import __version__
+
+        for _ in range(_ID_ATTEMPTS):
+            backup_id, created = self._new_id(backup_type)
+            try:
+                staged = self.storage.begin(backup_id)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise BackupError(f"cannot write to {self.location}: {exc.strerror}") from None
+            try:
+                records = []
+                for index, (name, kind, source) in enumerate(plan):
+                    path = f"e{index:04d}.{kind}{suffix(self.compression)}"
+                    records.append(self._write_entry(staged, path, name, kind, source))
+                manifest = encode_manifest(
+                    backup_id=backup_id,
+                    created=created,
+                    backup_type=backup_type,
+                    otelres_version=__version__,
+                    compression=self.compression,
+                    entries=records,
+                    metadata=metadata,
+                    hmac_key=key,
+                )
+                staged.commit(manifest)
+            except BackupExistsError:
+                staged.abort()
+                continue
+            except OSError as exc:
+                staged.abort()
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise BackupError(
+                    f"writing backup {backup_id} to {self.location} failed: "
+                    f"{exc.strerror or exc}{where}; nothing was kept"
+                ) from None
+            except BaseException:
+                staged.abort()
+                raise
+            size = sum(r.stored_size for r in records) + len(manifest)
+            return backup_id, size
+        raise BackupError(f"could not find a free backup id in {self.location}")
+
+    def _write_entry(
+        self, staged: StagedBackup, path: str, name: str, kind: str, source: _Source
+    ) -> EntryRecord:
+        plain = hashlib.sha256()
+        stored = hashlib.sha256()
+        sizes = [0, 0]
+        engine = compressor(self.compression, self.compression_level)
+
+        def stream(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+            for chunk in chunks:
+                plain.update(chunk)
+                sizes[0] += len(chunk)
+                out = engine.compress(chunk)  # type: ignore[arg-type]
+                if out:
+                    stored.update(out)
+                    sizes[1] += len(out)
+                    yield out
+            out = engine.flush()
+            if out:
+                stored.update(out)
+                sizes[1] += len(out)
+                yield out
+
+        def sink(chunks: Iterator[bytes]) -> int:
+            return staged.write_entry(path, stream(chunks))
+
+        if isinstance(source, bytes):
+            view = memoryview(source)
+            staged.write_entry(path, stream(view[i : i + CHUNK] for i in range(0, len(view), CHUNK)))
+        elif isinstance(source, _LargeJson):
+            try:
+                pipelined(json_pieces(source.value, source.default), sink)
+            except (TypeError, ValueError) as exc:
+                raise BackupError(f"entry {name!r}: not JSON-serializable: {exc}") from None
+            except RecursionError:
+                raise BackupError(f"entry {name!r}: nested too deeply to serialize") from None
+        elif kind == "sqlite":
+            with _SqliteSnapshot(name, source) as snapshot:
+                pipelined(_read_chunks(snapshot), sink)
+        elif source.stat().st_size > _PIPELINE_FILE_BYTES:
+            pipelined(_read_chunks(source), sink)
+        else:
+            sink(_read_chunks(source))
+        return EntryRecord(
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            path=path,
+            size=sizes[0],
+            stored_size=sizes[1],
+            compression=self.compression,
+            sha256=stored.hexdigest(),
+            content_sha256=plain.hexdigest(),
+        )
+
+    # ------------------------------------------------------------------ listing
+    def list_backups(
+        self, backup_type: str | None = None, *, verify: bool = False
+    ) -> list[BackupInfo]:
+        """Every backup, newest first; only *backup_type* when given.
+
+        Each backup's manifest (checksum, and signature when signing is on) and the
+        presence and size of each entry are checked; with *verify* every byte is read
+        back and checked too. Incomplete and damaged backups are listed with their
+        status and ``problem``, never as valid.
+        """
+        key = self._key(required=False)
+        found = [self._inspect(backup_id, key, deep=verify) for backup_id in self.storage.backup_ids()]
+        found.extend(_pending_info(p) for p in self.storage.pending())
+        found.sort(key=lambda b: (b.timestamp, b.backup_id), reverse=True)
+        if backup_type is None:
+            self._refresh_stats(found)
+            return found
+        return [b for b in found if b.backup_type == backup_type]
+
+    def get_backup(self, backup_id: str, *, verify: bool = False) -> BackupInfo:
+        """The :class:`BackupInfo` of *backup_id*; :class:`BackupNotFoundError` if unknown."""
+        self._require(backup_id)
+        return self._inspect(backup_id, self._key(required=False), deep=verify)
+
+    def latest_valid(
+        self, backup_type: str | None = None, *, verify: bool = False
+    ) -> BackupInfo | None:
+        """The newest valid backup (of *backup_type*), or None when there is none.
+
+        This is the freshness probe for health checks: ``age_seconds()`` of the result
+        against ``interval_hours``. Without *verify* it reads only manifests and sizes
+        (cheap); with it, damaged candidates are skipped until one passes every check.
+        """
+        for info in self.list_backups(backup_type):
+            if not info.valid:
+                continue
+            if not verify:
+                return info
+            checked = self._inspect(info.backup_id, self._key(required=False), deep=True)
+            if checked.valid:
+                return checked
+            _log.warning("backup %s is damaged, skipped: %s", info.backup_id, checked.problem)
+        return None
+
+    def _require(self, backup_id: str) -> None:
+        if parse_backup_id(backup_id) is None or not self.storage.exists(backup_id):
+            raise BackupNotFoundError(
+                backup_id,
+                self.location,
+                f"no backup {backup_id!r} in {self.location} "
+                "(see `otelres backup list` for the ids)",
+            )
+
+    def _manifest(self, backup_id: str, key: bytes | None) -> Manifest:
+        try:
+            data = self.storage.read_manifest(backup_id)
+        except UnsafeEntryError as exc:
+            raise ManifestError(str(exc)) from None
+        except OSError as exc:
+            raise ManifestError(f"manifest.json cannot be read: {exc.strerror}") from None
+        if data is None:
+            raise ManifestError("manifest.json is missing (the backup never committed)")
+        return decode_manifest(data, backup_id, key, key_source=self._key_source())
+
+    def _inspect(self, backup_id: str, key: bytes | None, *, deep: bool) -> BackupInfo:
+        parsed = parse_backup_id(backup_id)
+        assert parsed is not None
+        created, backup_type = parsed
+        try:
+            size = self.storage.stored_size(backup_id)
+        except (OSError, BackupError):
+            size = 0
+        try:
+            manifest = self._manifest(backup_id, key)
+        except ManifestError as exc:
+            return BackupInfo(
+                backup_id=backup_id,
+                timestamp=created,
+                backup_type=backup_type,
+                size_bytes=size,
+                compressed=False,
+                files=(),
+                status="damaged",
+                problem=str(exc),
+            )
+        try:
+            problems = check_entries(self.storage, manifest, self.max_restore_bytes, deep=deep)
+        except OSError as exc:
+            problems = [(None, f"cannot read the backup: {exc.strerror}")]
+        problem = "; ".join(
+            f"{'entry ' + repr(name) if name else 'backup'}: {msg}" for name, msg in problems
+        )
+        return BackupInfo(
+            backup_id=backup_id,
+            timestamp=manifest.created,
+            backup_type=manifest.backup_type,
+            size_bytes=size,
+            compressed=manifest.compression != "none",
+            files=tuple(e.name for e in manifest.entries),
+            status="damaged" if problems else "valid",
+            problem=problem or None,
+            compression=manifest.compression,
+            signed=manifest.signed,
+            otelres_version=manifest.otelres_version,
+            entries=manifest.entries,
+            metadata=manifest.metadata,
+            verified=deep,
+        )
+
+    # ------------------------------------------------------------------ verify / load
+    def verify_backup(self, backup_id: str) -> VerifyReport:
+        """Check every checksum of *backup_id* (and its signature when signing is on).
+
+        Returns a :class:`VerifyReport` naming each bad entry; raises
+        :class:`BackupNotFoundError` for an unknown id.
+        """
+        self._require(backup_id)
+        key = self._key(required=True)
+        with _telemetry.backup_span(
+            self._tracer_provider, "otelres.backup.verify", {"backup.id": backup_id}
+        ) as span:
+            try:
+                manifest = self._manifest(backup_id, key)
+            except ManifestError as exc:
+                report = VerifyReport(backup_id, False, ((None, str(exc)),), 0, False)
+            else:
+                problems = check_entries(self.storage, manifest, self.max_restore_bytes, deep=True)
+                report = VerifyReport(
+                    backup_id, not problems, tuple(problems), len(manifest.entries), manifest.signed
+                )
+            if span is not None:
+                span.set_attribute("backup.valid", report.ok)
+        if not report.ok:
+            _log.warning("backup %s failed verification: %s", backup_id, report)
+        return report
+
+    def resolve(self, backup_id: str = "latest") -> tuple[Manifest, tuple[str, ...]]:
+        """The checked manifest of *backup_id*, or of the newest backup that passes every
+        check for ``"latest"``; also the ids of damaged backups skipped on the way.
+
+        Raises :class:`BackupNotFoundError` (unknown id, or no valid backup) and
+        :class:`BackupCorruptError` (the named backup is damaged).
+        """
+        key = self._key(required=True)
+        if backup_id != "latest":
+            self._require(backup_id)
+            manifest = self._checked(backup_id, key)
+            return manifest, ()
+        skipped: list[str] = []
+        for info in self.list_backups():
+            if info.status == "incomplete":
+                continue
+            try:
+                return self._checked(info.backup_id, key), tuple(skipped)
+            except BackupCorruptError as exc:
+                _log.warning("skipping damaged backup %s: %s", info.backup_id, exc)
+                skipped.append(info.backup_id)
+        raise BackupNotFoundError(
+            "latest", self.location, f"no valid backup in {self.location}"
+            + (f" ({len(skipped)} damaged backups skipped)" if skipped else "")
+        )
+
+    def _checked(self, backup_id: str, key: bytes | None) -> Manifest:
+        try:
+            manifest = self._manifest(backup_id, key)
+        except ManifestError as exc:
+            raise BackupCorruptError(backup_id, [(None, str(exc))]) from None
+        problems = check_entries(self.storage, manifest, self.max_restore_bytes, deep=True)
+        if problems:
+            raise BackupCorruptError(backup_id, problems)
+        return manifest
+
+    def read_entry(self, backup_id: str, record: EntryRecord) -> Iterator[bytes]:
+        """Stream the original bytes of one entry; raises :class:`EntryDamaged` at the end
+        when a check fails (do not trust the bytes until the iterator is exhausted)."""
+        return iter_entry(self.storage, backup_id, record, self.max_restore_bytes)
+
+    def load_backup(self, backup_id: str = "latest") -> dict[str, Any]:
+        """The JSON entries of *backup_id* (or of the newest valid backup) as a dict.
+
+        Every entry is checked before it is returned; a damaged backup raises
+        :class:`BackupCorruptError` naming each bad entry. Files and SQLite entries are
+        not loaded (restore them with :class:`RecoveryManager`).
+        """
+        if backup_id != "latest":
+            self._require(backup_id)
+        key = self._key(required=True)
+        if backup_id == "latest":
+            manifest, _ = self.resolve("latest")
+        else:
+            try:
+                manifest = self._manifest(backup_id, key)
+            except ManifestError as exc:
+                raise BackupCorruptError(backup_id, [(None, str(exc))]) from None
+        problems: list[tuple[str | None, str]] = []
+        result: dict[str, Any] = {}
+        for record in manifest.entries:
+            if record.kind != "json":
+                continue
+            try:
+                raw = b"".join(self.read_entry(manifest.backup_id, record))
+                result[record.name] = json.loads(raw)
+            except EntryDamaged as exc:
+                problems.append((record.name, exc.reason))
+            except ValueError as exc:
+                problems.append((record.name, f"not valid JSON ({exc})"))
+        if problems:
+            raise BackupCorruptError(manifest.backup_id, problems)
+        return result
+
+    # ------------------------------------------------------------------ delete / prune
+    def delete_backup(self, backup_id: str) -> None:
+        """Delete *backup_id* (valid or not); :class:`BackupNotFoundError` if unknown."""
+        self._require(backup_id)
+        try:
+            self.storage.delete(backup_id)
+        except OSError as exc:
+            raise BackupError(f"cannot delete backup {backup_id}: {exc.strerror}") from None
+        self._invalidate_stats()
+        _log.info("backup %s deleted from %s", backup_id, self.location)
+
+    def plan_prune(self, *, now: datetime | None = None) -> RetentionPlan:
+        """What :meth:`prune` would keep and remove, without removing anything.
+
+        The newest valid backup of each type is read back in full first: if it is
+        damaged, it does not count as the one backup that must survive.
+        """
+        moment = now or (self._clock() if self._clock else _utc_now())
+        key = self._key(required=False)
+        infos = [b for b in self.list_backups() if b.status != "incomplete"]
+        while True:
+            plan = plan_retention(infos, self.retention, moment)
+            newest = [b for b, reasons in plan.keep if "newest" in reasons and not b.verified]
+            if not newest:
+                return plan
+            for info in newest:
+                checked = self._inspect(info.backup_id, key, deep=True)
+                infos = [checked if b.backup_id == info.backup_id else b for b in infos]
+
+    def prune(self, *, dry_run: bool = False, now: datetime | None = None) -> PruneResult:
+        """Delete the backups the retention policy does not keep (see :class:`RetentionPolicy`).
+
+        With *dry_run* nothing is deleted and the result says what would be. Also removes
+        the staging leftovers of writers that died before committing. Raises
+        :class:`RetentionPolicyError` for an empty policy.
+        """
+        with _telemetry.backup_span(
+            self._tracer_provider, "otelres.backup.prune", {"backup.dry_run": dry_run}
+        ):
+            plan = self.plan_prune(now=now)
+            abandoned = [p for p in self.storage.pending() if not p.writer_alive]
+            if not dry_run:
+                for info in plan.remove:
+                    self.storage.delete(info.backup_id)
+                    _log.info("pruned backup %s", info.backup_id)
+                for pending in abandoned:
+                    self.storage.remove_pending(pending.name)
+                self._invalidate_stats()
+        return PruneResult(
+            kept=plan.keep,
+            removed=plan.remove,
+            untouched=tuple(b for b in plan.untouched if b.status != "incomplete"),
+            abandoned=tuple(p.backup_id for p in abandoned),
+            dry_run=dry_run,
+        )
+
+    # ------------------------------------------------------------------ telemetry
+    def _count(self, backup_type: str, outcome: str) -> None:
+        with self._stats_lock:
+            key = (backup_type, outcome)
+            self._created[key] = self._created.get(key, 0) + 1
+
+    def _note_created(self, backup_id: str, backup_type: str, size: int) -> None:
+        parsed = parse_backup_id(backup_id)
+        with self._stats_lock:
+            if self._stats is None or parsed is None:
+                return
+            stats = self._stats.setdefault(backup_type, {})
+            moment = parsed[0].timestamp()
+            if moment >= stats.get("last_success", 0.0):
+                stats["last_success"] = moment
+                stats["size"] = float(size)
+            stats["count.valid"] = stats.get("count.valid", 0.0) + 1
+
+    def _refresh_stats(self, infos: list[BackupInfo]) -> None:
+        stats: dict[str, dict[str, float]] = {}
+        for info in infos:  # newest first
+            entry = stats.setdefault(info.backup_type, {})
+            key = f"count.{info.status}"
+            entry[key] = entry.get(key, 0.0) + 1
+            if info.valid and "last_success" not in entry:
+                entry["last_success"] = info.timestamp.timestamp()
+                entry["size"] = float(info.size_bytes)
+        with self._stats_lock:
+            self._stats = stats
+
+    def _invalidate_stats(self) -> None:
+        with self._stats_lock:
+            self._stats = None
+
+    def _telemetry_location(self) -> str:
+        return self.storage.location
+
+    def _telemetry_stats(self) -> Mapping[str, Mapping[str, float]]:
+        with self._stats_lock:
+            stats = self._stats
+        if stats is None:
+            self.list_backups()
+            with self._stats_lock:
+                stats = self._stats or {}
+        return {k: dict(v) for k, v in stats.items()}
+
+    def _telemetry_created(self) -> Mapping[tuple[str, str], int]:
+        with self._stats_lock:
+            return dict(self._created)
+
+
+# --------------------------------------------------------------------------- helpers
+@dataclass(frozen=True)
+class _LargeJson:
+    """A big JSON value, serialized in slices while it is written (see ``_pipeline``)."""
+
+    value: Any
+    default: Callable[[Any], Any] | None
+
+
+_Source = bytes | _LargeJson | Path
+
+
+def _to_json(name: str, value: Any, default: Callable[[Any], Any] | None) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), default=default).encode("ascii")
+    except (TypeError, ValueError) as exc:
+        raise BackupError(f"entry {name!r}: not JSON-serializable: {exc}") from None
+    except RecursionError:
+        raise BackupError(f"entry {name!r}: nested too deeply to serialize") from None
+
+
+def _named_paths(
+    kind: str, given: Mapping[str, PathLike] | Iterable[PathLike] | None
+) -> list[tuple[str, Path]]:
+    if given is None:
+        return []
+    if isinstance(given, (str, os.PathLike)):
+        given = [given]
+    if isinstance(given, Mapping):
+        pairs = [(name, Path(path)) for name, path in given.items()]
+    else:
+        pairs = [(Path(path).name, Path(path)) for path in given]
+    for name, path in pairs:
+        try:
+            check_entry_name(name)
+        except BackupError as exc:
+            raise BackupError(f"{kind} {str(path)!r}: {exc}") from None
+    return pairs
+
+
+def _check_source(kind: str, name: str, path: Path) -> Path:
+    label = "SQLite database" if kind == "sqlite" else "file"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise BackupError(f"{label} {str(path)!r} (entry {name!r}): no such file") from None
+    except OSError as exc:
+        raise BackupError(f"{label} {str(path)!r} (entry {name!r}): {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BackupError(f"{label} {str(path)!r} (entry {name!r}): not a regular file")
+    if kind == "sqlite" and info.st_size:
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise BackupError(f"{label} {str(path)!r}: {exc.strerror}") from None
+        if head != _SQLITE_MAGIC:
+            raise BackupError(f"{str(path)!r} (entry {name!r}) is not an SQLite database")
+    return path
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+
+class _SqliteSnapshot:
+    """A consistent copy of an SQLite database in a private temporary file."""
+
+    def __init__(self, name: str, source: Path) -> None:
+        self._name = name
+        self._source = source
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> Path:
+        from urllib.parse import quote
+
+        self._dir = tempfile.TemporaryDirectory(prefix="otelres-sqlite-")
+        target = Path(self._dir.name) / "snapshot.db"
+        uri = f"file:{quote(str(self._source.resolve()))}?mode=ro"
+        try:
+            src = sqlite3.connect(uri, uri=True, timeout=30)
+            try:
+                dst = sqlite3.connect(target)
+                try:
+                    src.backup(dst)
+                finally:
+                    dst.close()
+            finally:
+                src.close()
+        except sqlite3.Error as exc:
+            self._dir.cleanup()
+            raise BackupError(
+                f"SQLite database {str(self._source)!r} (entry {self._name!r}): {exc}"
+            ) from None
+        os.chmod(target, 0o600)
+        return target
+
+    def __exit__(self, *exc: object) -> None:
+        if self._dir is not None:
+            self._dir.cleanup()
+
+
+def _pending_info(pending: PendingWrite) -> BackupInfo:
+    parsed = parse_backup_id(pending.backup_id)
+    moment, backup_type = parsed if parsed else (datetime.fromtimestamp(0, timezone.utc), "?")
+    why = (
+        "being written right now"
+        if pending.writer_alive
+        else "left by a writer that stopped before committing (removed by prune)"
+    )
+    return BackupInfo(
+        backup_id=pending.backup_id,
+        timestamp=moment,
+        backup_type=backup_type,
+        size_bytes=0,
+        compressed=False,
+        files=(),
+        status="incomplete",
+        problem=why,
+    )
+

@@ -1,0 +1,242 @@
+"""Recovery: verify backups and restore them atomically into a directory.
+
+    from otelres.backup import RecoveryManager
+
+    recovery = RecoveryManager()                  # same settings as BackupManager()
+    recovery.verify(backup_id)                    # VerifyReport naming each bad entry
+    recovery.restore("latest", "restored/")       # newest backup that passes every check
+
+A restore never leaves a half-written target: entries are written into a private
+staging directory beside the target, checked as they are written, and only when all
+of them passed is the staging directory renamed to the target. An entry whose name is
+absolute or contains ``..``, a stored entry that is a symbolic link, and an entry that
+decompresses past ``backup.max_restore_bytes`` are refused before anything is published.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from otelres.backup import _telemetry
+from otelres.backup._errors import BackupCorruptError, BackupError, RestoreRefusedError
+from otelres.backup._manager import BackupManager, VerifyReport
+from otelres.backup._manifest import restore_path
+from otelres.backup._reader import EntryDamaged
+
+if TYPE_CHECKING:
+    from otelres.backup._manifest import BackupInfo, Manifest
+
+__all__ = ["RecoveryManager", "RestoreResult"]
+
+_log = logging.getLogger("otelres.backup")
+
+
+@dataclass(frozen=True)
+class RestoredEntry:
+    """One entry of a restore: its name, kind, path under the target, and size."""
+
+    name: str
+    kind: str
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What :meth:`RecoveryManager.restore` restored (or would, with ``dry_run``)."""
+
+    backup_id: str
+    target: Path
+    entries: tuple[RestoredEntry, ...]
+    dry_run: bool
+    skipped: tuple[str, ...]
+    """Damaged backups passed over on the way to the newest valid one (for ``"latest"``)."""
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.size for entry in self.entries)
+
+
+class RecoveryManager:
+    """Verifies and restores the backups of a :class:`BackupManager`.
+
+    Pass a *manager*, or the same keyword arguments :class:`BackupManager` takes
+    (none: the ``[backup]`` section of the current configuration).
+    """
+
+    def __init__(self, manager: BackupManager | None = None, **manager_args: Any) -> None:
+        if manager is not None and manager_args:
+            raise TypeError("pass either a BackupManager or BackupManager arguments, not both")
+        self.manager = manager or BackupManager(**manager_args)
+
+    def __repr__(self) -> str:
+        return f"RecoveryManager({self.manager!r})"
+
+    def list_backups(self, backup_type: str | None = None) -> list[BackupInfo]:
+        """Same as :meth:`BackupManager.list_backups`."""
+        return self.manager.list_backups(backup_type)
+
+    def latest_valid(self, backup_type: str | None = None) -> BackupInfo | None:
+        """Same as :meth:`BackupManager.latest_valid` with every checksum checked."""
+        return self.manager.latest_valid(backup_type, verify=True)
+
+    def verify(self, backup_id: str) -> VerifyReport:
+        """Check every checksum (and the signature) of *backup_id*; see :class:`VerifyReport`."""
+        return self.manager.verify_backup(backup_id)
+
+    def verify_all(self) -> list[VerifyReport]:
+        """Verify every committed backup, newest first (incomplete writes are not backups)."""
+        return [
+            self.verify(info.backup_id)
+            for info in self.manager.list_backups()
+            if info.status != "incomplete"
+        ]
+
+    def load(self, backup_id: str = "latest") -> dict[str, Any]:
+        """The JSON entries of a backup; see :meth:`BackupManager.load_backup`."""
+        return self.manager.load_backup(backup_id)
+
+    def restore(
+        self,
+        backup_id: str = "latest",
+        target: str | os.PathLike[str] | None = None,
+        *,
+        dry_run: bool = False,
+        overwrite: bool = False,
+    ) -> RestoreResult:
+        """Restore *backup_id* (or the newest valid backup) into directory *target*.
+
+        JSON entries become ``<name>.json``, files and SQLite databases ``<name>``, all
+        under *target* (default ``./restored/<backup id>``). With *dry_run* every check
+        runs (the whole backup is read back) and nothing is written. A *target* that
+        exists and is not empty is refused unless *overwrite*, which replaces it whole.
+
+        For ``"latest"``, damaged backups are skipped with a warning (listed in
+        ``skipped``). Raises :class:`BackupCorruptError` for a damaged backup named by
+        id, :class:`RestoreRefusedError` for an unsafe entry or target, and
+        :class:`BackupNotFoundError` for an unknown id or when no valid backup exists.
+        """
+        with _telemetry.backup_span(
+            self.manager._tracer_provider,
+            "otelres.backup.restore",
+            {"backup.id": backup_id, "backup.dry_run": dry_run},
+        ):
+            manifest, skipped = self.manager.resolve(backup_id)
+            for skipped_id in skipped:
+                _log.warning("restore: damaged backup %s skipped", skipped_id)
+            planned = self._plan(manifest)
+            chosen = Path(target) if target is not None else Path("restored") / manifest.backup_id
+            if dry_run:
+                self._check_target(chosen, overwrite)
+                return RestoreResult(manifest.backup_id, chosen, planned, True, skipped)
+            self._restore(manifest, planned, chosen, overwrite)
+        _log.info("backup %s restored to %s", manifest.backup_id, chosen)
+        return RestoreResult(manifest.backup_id, chosen, planned, False, skipped)
+
+    # ------------------------------------------------------------------ internals
+    def _plan(self, manifest: Manifest) -> tuple[RestoredEntry, ...]:
+        planned = []
+        for record in manifest.entries:
+            try:
+                where = restore_path(record.name, record.kind)
+            except BackupError as exc:
+                raise RestoreRefusedError(
+                    f"backup {manifest.backup_id}: entry {record.name!r} refused: {exc}"
+                ) from None
+            planned.append(RestoredEntry(record.name, record.kind, where.as_posix(), record.size))
+        return tuple(planned)
+
+    @staticmethod
+    def _check_target(target: Path, overwrite: bool) -> None:
+        if target.is_symlink():
+            raise RestoreRefusedError(f"restore target {target} is a symbolic link; refused")
+        if target.exists():
+            if not target.is_dir():
+                raise RestoreRefusedError(f"restore target {target} exists and is not a directory")
+            if any(target.iterdir()) and not overwrite:
+                raise RestoreRefusedError(
+                    f"restore target {target} exists and is not empty; choose another "
+                    "directory or pass overwrite=True (CLI: --force) to replace it"
+                )
+
+    def _restore(
+        self,
+        manifest: Manifest,
+        planned: tuple[RestoredEntry, ...],
+        target: Path,
+        overwrite: bool,
+    ) -> None:
+        self._check_target(target, overwrite)
+        parent = target.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = parent / f".{target.name}.restore-{secrets.token_hex(4)}"
+        os.mkdir(staging, 0o700)
+        try:
+            for record, entry in zip(manifest.entries, planned, strict=True):
+                self._restore_entry(manifest.backup_id, record, staging, entry.path)
+            _fsync_tree(staging)
+            _publish(staging, target)
+        except EntryDamaged as exc:
+            raise BackupCorruptError(manifest.backup_id, [(exc.entry, exc.reason)]) from None
+        except OSError as exc:
+            raise BackupError(
+                f"restoring backup {manifest.backup_id} to {target} failed: "
+                f"{exc.strerror or exc}; the target was not changed"
+            ) from None
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def _restore_entry(self, backup_id: str, record: Any, staging: Path, relative: str) -> None:
+        destination = staging.joinpath(*relative.split("/"))
+        # restore_path() already refused '..' and absolute names; this guards the join.
+        if staging.resolve() not in destination.resolve().parents:
+            raise RestoreRefusedError(f"entry {record.name!r} would leave the target; refused")
+        destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(destination, flags, 0o600)
+        try:
+            with os.fdopen(fd, "wb", buffering=0, closefd=False) as out:
+                for chunk in self.manager.read_entry(backup_id, record):
+                    out.write(chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _dirs, _files in os.walk(root, topdown=False):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Put the finished *staging* directory in place of *target* (see ``restore``)."""
+    parent = target.parent
+    if target.exists() and not any(target.iterdir()):
+        target.rmdir()
+    if not target.exists():
+        os.rename(staging, target)
+    else:
+        aside = parent / f".{target.name}.old-{secrets.token_hex(4)}"
+        os.rename(target, aside)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            os.rename(aside, target)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    fd = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,329 @@
+"""Where backups live: the :class:`BackupStorage` interface and the local directory backend.
+
+The manager talks to storage only through :class:`BackupStorage`, so object storage can
+be added later without touching it. The contract every backend keeps:
+
+* a backup is written through a :class:`StagedBackup`: entries first, then the
+  manifest in :meth:`StagedBackup.commit`, which makes the backup appear whole or not
+  at all (a crash at any moment leaves no partial backup under a backup's name);
+* a name that already exists is never overwritten (:class:`BackupExistsError`);
+* stored entries are read back as plain files: a backend refuses links and any path
+  that is not a plain entry name.
+
+:class:`LocalDirectoryStorage` keeps each backup in its own directory (mode 0700,
+files 0600) under a root directory. It stages into ``.tmp-<id>-<pid>`` in the same root,
+fsyncs every file, writes the manifest last, fsyncs the directory, renames it to
+``<id>`` and fsyncs the root.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from otelres.backup._errors import BackupError
+from otelres.backup._manifest import MANIFEST_NAME, parse_backup_id, stored_path_ok
+
+__all__ = [
+    "BackupExistsError",
+    "BackupStorage",
+    "LocalDirectoryStorage",
+    "PendingWrite",
+    "StagedBackup",
+    "UnsafeEntryError",
+]
+
+_TMP_PREFIX = ".tmp-"
+_DEL_PREFIX = ".del-"
+
+
+class BackupExistsError(BackupError):
+    """A backup with this id already exists; the writer picks another id."""
+
+
+class UnsafeEntryError(BackupError):
+    """A stored entry is a link, or its path is not a plain entry name."""
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """A backup being written, or left behind by a writer that died before committing."""
+
+    name: str
+    """The staging name (``.tmp-<id>-<pid>`` for the local backend)."""
+    backup_id: str
+    age_seconds: float
+    writer_alive: bool
+    """Whether the writing process still runs (False: crash leftover, safe to remove)."""
+
+
+class StagedBackup(Protocol):
+    """A backup being written; nothing of it is visible as a backup until :meth:`commit`."""
+
+    def write_entry(self, path: str, chunks: Iterable[bytes]) -> int:
+        """Store *chunks* durably as entry *path*; return the bytes written."""
+        ...
+
+    def commit(self, manifest: bytes) -> None:
+        """Write the manifest and publish the backup atomically and durably."""
+        ...
+
+    def abort(self) -> None:
+        """Throw away everything written so far (safe to call twice)."""
+        ...
+
+
+@runtime_checkable
+class BackupStorage(Protocol):
+    """What the backup manager needs from a place that holds backups."""
+
+    location: str
+    """Human-readable location for messages (a directory, a bucket URL)."""
+
+    def begin(self, backup_id: str) -> StagedBackup:
+        """Start writing backup *backup_id*."""
+        ...
+
+    def backup_ids(self) -> list[str]:
+        """Ids of committed backups, in no particular order."""
+        ...
+
+    def pending(self) -> list[PendingWrite]:
+        """Writes in progress or abandoned."""
+        ...
+
+    def read_manifest(self, backup_id: str) -> bytes | None:
+        """The manifest of *backup_id*; None when it has none."""
+        ...
+
+    def open_entry(self, backup_id: str, path: str) -> BinaryIO:
+        """Open stored entry *path* of *backup_id* for reading; refuse links and odd paths."""
+        ...
+
+    def entry_size(self, backup_id: str, path: str) -> int | None:
+        """Stored size of the entry, None when it is missing; refuse links."""
+        ...
+
+    def stored_size(self, backup_id: str) -> int:
+        """Bytes backup *backup_id* occupies."""
+        ...
+
+    def exists(self, backup_id: str) -> bool:
+        """Whether a committed backup (possibly damaged) has this id."""
+        ...
+
+    def delete(self, backup_id: str) -> None:
+        """Remove backup *backup_id*; it disappears at once, never half-deleted."""
+        ...
+
+    def remove_pending(self, name: str) -> None:
+        """Remove an abandoned write."""
+        ...
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _LocalStaged:
+    __slots__ = ("_done", "_final", "_root", "_tmp")
+
+    def __init__(self, root: Path, backup_id: str) -> None:
+        self._root = root
+        self._final = root / backup_id
+        self._tmp = root / f"{_TMP_PREFIX}{backup_id}-{os.getpid()}"
+        os.mkdir(self._tmp, 0o700)
+        os.chmod(self._tmp, 0o700)
+        self._done = False
+
+    def write_entry(self, path: str, chunks: Iterable[bytes]) -> int:
+        if not stored_path_ok(path) and path != MANIFEST_NAME:
+            raise UnsafeEntryError(f"not an entry name: {path!r}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self._tmp / path, flags, 0o600)
+        written = 0
+        try:
+            with os.fdopen(fd, "wb", buffering=0, closefd=False) as out:
+                for chunk in chunks:
+                    if chunk:
+                        out.write(chunk)
+                        written += len(chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return written
+
+    def commit(self, manifest: bytes) -> None:
+        self.write_entry(MANIFEST_NAME, [manifest])
+        _fsync_dir(self._tmp)
+        if self._final.exists() or self._final.is_symlink():
+            raise BackupExistsError(f"backup {self._final.name!r} already exists")
+        try:
+            os.rename(self._tmp, self._final)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise BackupExistsError(f"backup {self._final.name!r} already exists") from None
+            raise
+        self._done = True
+        _fsync_dir(self._root)
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class LocalDirectoryStorage:
+    """Backups as directories under *root* (created with mode 0700 when missing)."""
+
+    __slots__ = ("location", "root")
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+
+    def __repr__(self) -> str:
+        return f"LocalDirectoryStorage({self.location!r})"
+
+    def _ensure_root(self) -> None:
+        if not self.root.is_dir():
+            try:
+                self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackupError(
+                    f"cannot create backup directory {self.location}: {exc.strerror}"
+                ) from None
+
+    def begin(self, backup_id: str) -> StagedBackup:
+        self._ensure_root()
+        return _LocalStaged(self.root, backup_id)
+
+    def _names(self) -> list[str]:
+        try:
+            return os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            raise BackupError(f"backup path {self.location} is not a directory") from None
+
+    def backup_ids(self) -> list[str]:
+        return [name for name in self._names() if parse_backup_id(name) is not None]
+
+    def pending(self) -> list[PendingWrite]:
+        found = []
+        now = time.time()
+        for name in self._names():
+            if not name.startswith(_TMP_PREFIX):
+                continue
+            backup_id, _, pid_text = name[len(_TMP_PREFIX) :].rpartition("-")
+            try:
+                mtime = os.lstat(self.root / name).st_mtime
+            except FileNotFoundError:
+                continue  # committed or aborted meanwhile
+            pid = int(pid_text) if pid_text.isdigit() else -1
+            found.append(PendingWrite(name, backup_id, now - mtime, _pid_alive(pid)))
+        return found
+
+    def _backup_dir(self, backup_id: str) -> Path:
+        if parse_backup_id(backup_id) is None:
+            raise UnsafeEntryError(f"not a backup id: {backup_id!r}")
+        return self.root / backup_id
+
+    def _entry(self, backup_id: str, path: str) -> Path:
+        if not stored_path_ok(path) and path != MANIFEST_NAME:
+            raise UnsafeEntryError(f"stored path {path!r} is not a plain entry name")
+        folder = self._backup_dir(backup_id)
+        if folder.is_symlink():
+            raise UnsafeEntryError(f"backup directory {folder} is a symbolic link")
+        return folder / path
+
+    def read_manifest(self, backup_id: str) -> bytes | None:
+        try:
+            with self.open_entry(backup_id, MANIFEST_NAME) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
+    def open_entry(self, backup_id: str, path: str) -> BinaryIO:
+        target = self._entry(backup_id, path)
+        try:
+            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeEntryError(f"stored entry {path!r} is a symbolic link") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafeEntryError(f"stored entry {path!r} is not a regular file")
+        return os.fdopen(fd, "rb")
+
+    def entry_size(self, backup_id: str, path: str) -> int | None:
+        target = self._entry(backup_id, path)
+        try:
+            info = os.lstat(target)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            raise UnsafeEntryError(f"stored entry {path!r} is a symbolic link")
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeEntryError(f"stored entry {path!r} is not a regular file")
+        return info.st_size
+
+    def stored_size(self, backup_id: str) -> int:
+        folder = self._backup_dir(backup_id)
+        total = 0
+        try:
+            for entry in os.scandir(folder):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        return total
+
+    def exists(self, backup_id: str) -> bool:
+        folder = self._backup_dir(backup_id)
+        return folder.exists() or folder.is_symlink()
+
+    def delete(self, backup_id: str) -> None:
+        folder = self._backup_dir(backup_id)
+        if folder.is_symlink() or not folder.is_dir():
+            folder.unlink()
+            _fsync_dir(self.root)
+            return
+        # Renaming first makes the backup vanish in one step; a crash during the
+        # removal then leaves a dot-directory that is not listed as a backup.
+        doomed = self.root / f"{_DEL_PREFIX}{backup_id}-{os.getpid()}"
+        os.rename(folder, doomed)
+        _fsync_dir(self.root)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def remove_pending(self, name: str) -> None:
+        if not name.startswith(_TMP_PREFIX) or "/" in name:
+            raise UnsafeEntryError(f"not a staging name: {name!r}")
+        shutil.rmtree(self.root / name, ignore_errors=True)
+        for leftover in self._names():
+            if leftover.startswith(_DEL_PREFIX):
+                shutil.rmtree(self.root / leftover, ignore_errors=True)
