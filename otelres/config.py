@@ -295,6 +295,10 @@ class BackupSettings:
     """Name of the environment variable holding the HMAC signing key; empty: no signing."""
     max_restore_bytes: int = field(default=1 << 30, metadata=_check(gt=0))
     min_free_disk_bytes: int = field(default=1 << 30, metadata=_check(ge=0))
+    files: tuple[str, ...] = ()
+    """Files `otelres backup create` copies when given no input (copied as they are)."""
+    sqlite: tuple[str, ...] = ()
+    """SQLite databases `otelres backup create` copies when given no input (online backup API)."""
 
 
 @dataclass(frozen=True)
