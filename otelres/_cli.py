@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 #: Modules that contribute subcommands, in ``--help`` order.
-COMMAND_MODULES: tuple[str, ...] = ("otelres._cli", "otelres.health._cli")
+COMMAND_MODULES: tuple[str, ...] = ("otelres._cli", "otelres.health._cli", "otelres.backup._cli")
 
 EXIT_CONFIG_ERROR = 2
 
