@@ -34,7 +34,13 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SERVICE = 'service_name=~"$service"'
 
 # Value mappings shared by the state panels.
-BREAKER_STATES = [("0", "closed", "green"), ("1", "half-open", "yellow"), ("2", "open", "red")]
+BREAKER_STATES = [
+    ("-1", "disabled", "text"),
+    ("0", "closed", "green"),
+    ("1", "half-open", "yellow"),
+    ("2", "open", "red"),
+    ("3", "forced open", "purple"),
+]
 HEALTH_STATES = [("0", "GREEN", "green"), ("1", "YELLOW", "yellow"), ("2", "RED", "red")]
 
 
@@ -312,7 +318,8 @@ def resilience() -> dict[str, Any]:
             state_timeline(
                 "Breaker state",
                 "State of each circuit breaker over time (worst across the service's "
-                "instances): closed, half-open (probing) or open (failing fast).",
+                "instances): closed, half-open (probing), open (failing fast), forced open "
+                "by an operator, or disabled.",
                 target(f"otelres:breaker_state:code{{{breaker}}}", "{{service_name}} {{breaker_name}}"),
                 BREAKER_STATES,
             ),
@@ -356,7 +363,8 @@ def resilience() -> dict[str, Any]:
         grid.place(
             timeseries(
                 "Failure rate",
-                "Share of failed calls in each breaker's window (what trips it).",
+                "Share of failed calls in each breaker's window (what trips it); shown for "
+                "breakers with a failure_rate_threshold once minimum_calls is reached.",
                 [target(f"otelres:breaker_failure_rate:ratio{{{breaker}}}", "{{breaker_name}}")],
                 unit="percentunit",
                 max_value=1,
@@ -367,7 +375,8 @@ def resilience() -> dict[str, Any]:
         grid.place(
             timeseries(
                 "Slow-call rate",
-                "Share of calls slower than the breaker's slow-call threshold.",
+                "Share of calls slower than the breaker's slow_call_duration; shown for "
+                "breakers with one once minimum_calls is reached.",
                 [target(f"otelres:breaker_slow_call_rate:ratio{{{breaker}}}", "{{breaker_name}}")],
                 unit="percentunit",
                 max_value=1,

@@ -1,0 +1,206 @@
+"""A real otelres process for the stack test: guarded calls, health checks and a backup.
+
+Run by ``tests/stack/test_prometheus_stack.py`` as a subprocess::
+
+    python tests/stack/stack_app.py --port 9464 --backup-dir /tmp/x --service-name svc
+
+``otelres.configure()`` starts the Prometheus exporter on 127.0.0.1:PORT; then the process
+keeps every component busy, twice a second, until it is terminated:
+
+* breaker ``exchange-flappy`` cycles closed -> open -> half-open -> closed (its clock jumps
+  past the reset timeout), so it flaps;
+* breaker ``exchange-down`` opened once and stays open; callers are rejected;
+* breaker ``exchange-windowed`` judges a window of calls: a third fail, a third are slow;
+* retry ``exchange-retry``: every call fails once, then succeeds (a retry storm);
+* limiter ``exchange-public`` (wait mode) makes every second caller wait; limiter
+  ``exchange-private`` (reject mode) turns most callers away;
+* bulkhead ``orders``: both slots held by parked threads, so further calls are rejected;
+* health checks ``exchange`` (RED), ``disk`` (YELLOW) and ``database`` (GREEN);
+* a ``daily`` backup whose manifest says it was written 30 hours ago (stale).
+
+It prints ``READY http://127.0.0.1:PORT/metrics`` once everything has run once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, NoReturn
+
+import otelres
+from otelres.backup import BackupManager
+from otelres.config import Config, TelemetrySettings
+from otelres.health import HealthChecker, HealthResult, health_check
+from otelres.resilience import (
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitBreakerOpenError,
+    RateLimiter,
+    RateLimitExceededError,
+    Retry,
+)
+
+STALE_BY = timedelta(hours=30)
+RESET_TIMEOUT = 30.0
+
+
+class ExchangeDown(ConnectionError):
+    """What the fake exchange raises."""
+
+
+def fail() -> NoReturn:
+    raise ExchangeDown("exchange unreachable")
+
+
+def ok() -> str:
+    return "ok"
+
+
+class Scenario:
+    """Every component of the stack test and one round of calls through them."""
+
+    def __init__(self, backup_dir: str) -> None:
+        self.flappy_now = [0.0]
+        self.flappy = CircuitBreaker(
+            "exchange-flappy",
+            failure_threshold=1,
+            reset_timeout=RESET_TIMEOUT,
+            success_threshold=1,
+            clock=lambda: self.flappy_now[0],
+        )
+        self.down = CircuitBreaker("exchange-down", failure_threshold=1, reset_timeout=3600)
+        self.windowed = CircuitBreaker(
+            "exchange-windowed",
+            failure_threshold=1000,
+            failure_rate_threshold=0.9,
+            slow_call_duration=0.001,
+            slow_call_rate_threshold=1.0,
+            window_type="count",
+            window_size=30,
+            minimum_calls=3,
+        )
+        self._attempts = 0
+        self.retry = Retry("exchange-retry", max_attempts=3, sleep=lambda seconds: None)
+        self.public = RateLimiter("exchange-public", rate=20, capacity=1, mode="wait")
+        self.private = RateLimiter("exchange-private", rate=0.5, capacity=1, mode="reject")
+        self.bulkhead = Bulkhead("orders", max_concurrent=2)
+        self.release = threading.Event()
+        self.checker = HealthChecker(
+            [
+                health_check("exchange", register=False)(self.exchange_check),
+                health_check("disk", register=False)(self.disk_check),
+                health_check("database", register=False)(self.database_check),
+            ],
+            failures_before_red=1,
+            successes_before_green=1,
+            cache_ttl=0,
+            cache_ttl_failing=0,
+        )
+        self.backups = BackupManager(backup_dir, clock=lambda: datetime.now(timezone.utc) - STALE_BY)
+
+    # ------------------------------------------------------------------ health checks
+    @staticmethod
+    def exchange_check() -> HealthResult:
+        return HealthResult.red("exchange unreachable")
+
+    @staticmethod
+    def disk_check() -> HealthResult:
+        return HealthResult.yellow("disk 91 % full")
+
+    @staticmethod
+    def database_check() -> HealthResult:
+        return HealthResult.green()
+
+    # ------------------------------------------------------------------ setup
+    def start(self) -> None:
+        """Open the down breaker, fill the bulkhead, write the stale backup."""
+        try:
+            self.down.call(fail)
+        except ExchangeDown:
+            pass
+        for _ in range(self.bulkhead.max_concurrent):
+            threading.Thread(target=self.bulkhead.call, args=(self.release.wait,), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while self.bulkhead._active < self.bulkhead.max_concurrent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.backups.create_backup({"portfolio": {"BTC": 0.5}}, backup_type="daily")
+
+    # ------------------------------------------------------------------ one round
+    def round(self) -> None:
+        """One call through every component."""
+        self.flap()
+        self.windowed.call(ok)
+        self.windowed.call(time.sleep, 0.003)
+        expect(ExchangeDown, self.windowed.call, fail)
+        expect(CircuitBreakerOpenError, self.down.call, ok)
+        self.retry.call(self.fails_once)
+        self.public.call(ok)
+        self.public.call(ok)
+        for _ in range(3):
+            expect(RateLimitExceededError, self.private.call, ok)
+        expect(BulkheadFullError, self.bulkhead.call, ok)
+        self.checker.run_sync()
+
+    def flap(self) -> None:
+        """closed -> open (a failure), -> half-open (the reset timeout elapses), -> closed."""
+        expect(ExchangeDown, self.flappy.call, fail)
+        self.flappy_now[0] += RESET_TIMEOUT + 1
+        for _ in range(5):
+            self.flappy.call(ok)
+            if self.flappy.state.value == "closed":
+                break
+
+    def fails_once(self) -> str:
+        self._attempts += 1
+        if self._attempts % 2:
+            raise ExchangeDown("first attempt fails")
+        return "ok"
+
+
+def expect(error: type[BaseException], fn: Any, *args: Any) -> None:
+    """Call *fn*; *error* is part of the scenario and swallowed, anything else is not."""
+    try:
+        fn(*args)
+    except error:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--backup-dir", required=True)
+    parser.add_argument("--service-name", required=True)
+    parser.add_argument("--interval", type=float, default=0.5)
+    args = parser.parse_args()
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    telemetry = otelres.configure(
+        Config(
+            telemetry=TelemetrySettings(
+                service_name=args.service_name,
+                metrics_exporter=("prometheus",),
+                prometheus_host="127.0.0.1",
+                prometheus_port=args.port,
+            )
+        )
+    )
+    scenario = Scenario(args.backup_dir)
+    try:
+        scenario.start()
+        scenario.round()
+        print(f"READY {telemetry.prometheus_url}", flush=True)
+        while True:
+            time.sleep(args.interval)
+            scenario.round()
+    finally:
+        scenario.release.set()
+        telemetry.shutdown()
+
+
+if __name__ == "__main__":
+    main()
