@@ -24,14 +24,18 @@ Call = Callable[..., Any]
 def _call(request: pytest.FixtureRequest) -> Call:
     """Run a sync function through ``fallback.call`` or an async twin through ``call_async``."""
 
+    twins: dict[Callable[..., Any], Callable[..., Any]] = {}
+
     def run(fallback: Fallback, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if request.param == "sync":
             return fallback.call(fn, *args, **kwargs)
+        if fn not in twins:  # one async twin per function, as a decorated function would be
 
-        async def afn(*a: Any, **k: Any) -> Any:
-            return fn(*a, **k)
+            async def afn(*a: Any, **k: Any) -> Any:
+                return fn(*a, **k)
 
-        return asyncio.run(fallback.call_async(afn, *args, **kwargs))
+            twins[fn] = afn
+        return asyncio.run(fallback.call_async(twins[fn], *args, **kwargs))
 
     return run
 
