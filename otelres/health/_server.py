@@ -25,6 +25,9 @@ _log = logging.getLogger("otelres.health")
 #: process answers (a liveness failure restarts the pod, so keep dependencies out of it).
 LIVENESS_TAG = "liveness"
 
+# How often serve_forever looks for a shutdown request: close() waits up to this long.
+_POLL_SECONDS = 0.1
+
 
 @dataclass(frozen=True)
 class HTTPRequest:
@@ -158,10 +161,15 @@ class HealthServer:
             self._prefixes.append((path.rstrip("/") + "/", handler))
 
     def start(self) -> HealthServer:
-        """Serve on a daemon thread and return at once."""
+        """Serve on a daemon thread and return at once (nothing happens when already serving)."""
+        if self._serve_thread is not None:
+            return self
         self._ensure_loop()
         self._serve_thread = threading.Thread(
-            target=self._httpd.serve_forever, name="otelres-health-server", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": _POLL_SECONDS},
+            name="otelres-health-server",
+            daemon=True,
         )
         self._serve_thread.start()
         return self
@@ -170,7 +178,7 @@ class HealthServer:
         """Serve on this thread until :meth:`close` (from another thread) or Ctrl-C."""
         self._ensure_loop()
         try:
-            self._httpd.serve_forever()
+            self._httpd.serve_forever(poll_interval=_POLL_SECONDS)
         finally:
             self.close()
 
