@@ -37,6 +37,14 @@ if TYPE_CHECKING:
     from otelres.resilience._policy import Policy, policy
     from otelres.resilience._rate_limiter import LimiterStats, RateLimiter, all_limiters
     from otelres.resilience._rate_limiter_backend import LocalTokenBucket, TokenBucketBackend
+    from otelres.resilience._redis import (
+        RedisBreakerStorage,
+        RedisConnection,
+        RedisTokenBucket,
+        RedisUnavailableError,
+        use_local_state,
+        use_redis,
+    )
     from otelres.resilience._retry import Retry, RetryDetails, no_backoff
     from otelres.resilience._timeout import Timeout
 
@@ -53,6 +61,10 @@ __all__ = [
     "Policy",
     "RateLimitExceededError",
     "RateLimiter",
+    "RedisBreakerStorage",
+    "RedisConnection",
+    "RedisTokenBucket",
+    "RedisUnavailableError",
     "ResilienceError",
     "Retry",
     "RetryDetails",
@@ -64,6 +76,8 @@ __all__ = [
     "get_breaker",
     "no_backoff",
     "policy",
+    "use_local_state",
+    "use_redis",
 ]
 
 _LAZY: dict[str, str] = {
@@ -90,6 +104,12 @@ _LAZY: dict[str, str] = {
     "RetryDetails": "_retry",
     "no_backoff": "_retry",
     "Timeout": "_timeout",
+    "RedisBreakerStorage": "_redis",
+    "RedisConnection": "_redis",
+    "RedisTokenBucket": "_redis",
+    "RedisUnavailableError": "_redis",
+    "use_local_state": "_redis",
+    "use_redis": "_redis",
 }
 
 
