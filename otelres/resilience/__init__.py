@@ -20,10 +20,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from otelres.resilience._breaker import (
         BreakerState,
+        BreakerTransition,
         CircuitBreaker,
         all_breakers,
         circuit_breaker,
         get_breaker,
+    )
+    from otelres.resilience._breaker_storage import (
+        BreakerStorage,
+        LocalBreakerStorage,
+        StoredState,
     )
     from otelres.resilience._bulkhead import Bulkhead
     from otelres.resilience._errors import (
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     )
     from otelres.resilience._fallback import Fallback
     from otelres.resilience._policy import Policy, policy
+    from otelres.resilience._pybreaker import PybreakerListener, instrument_pybreaker
     from otelres.resilience._rate_limiter import LimiterStats, RateLimiter, all_limiters
     from otelres.resilience._rate_limiter_backend import LocalTokenBucket, TokenBucketBackend
     from otelres.resilience._redis import (
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BreakerState",
+    "BreakerStorage",
+    "BreakerTransition",
     "Bulkhead",
     "BulkheadFullError",
     "CallTimeoutError",
@@ -57,8 +66,10 @@ __all__ = [
     "CircuitBreakerOpenError",
     "Fallback",
     "LimiterStats",
+    "LocalBreakerStorage",
     "LocalTokenBucket",
     "Policy",
+    "PybreakerListener",
     "RateLimitExceededError",
     "RateLimiter",
     "RedisBreakerStorage",
@@ -68,12 +79,14 @@ __all__ = [
     "ResilienceError",
     "Retry",
     "RetryDetails",
+    "StoredState",
     "Timeout",
     "TokenBucketBackend",
     "all_breakers",
     "all_limiters",
     "circuit_breaker",
     "get_breaker",
+    "instrument_pybreaker",
     "no_backoff",
     "policy",
     "use_local_state",
@@ -86,6 +99,12 @@ _LAZY: dict[str, str] = {
     "all_breakers": "_breaker",
     "circuit_breaker": "_breaker",
     "get_breaker": "_breaker",
+    "BreakerTransition": "_breaker",
+    "BreakerStorage": "_breaker_storage",
+    "LocalBreakerStorage": "_breaker_storage",
+    "StoredState": "_breaker_storage",
+    "PybreakerListener": "_pybreaker",
+    "instrument_pybreaker": "_pybreaker",
     "Bulkhead": "_bulkhead",
     "BulkheadFullError": "_errors",
     "CallTimeoutError": "_errors",
