@@ -1,0 +1,395 @@
+"""RecoveryManager: verification, signing, and atomic, safe restores."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from otelres.backup import (
+    BackupCorruptError,
+    BackupError,
+    BackupManager,
+    BackupNotFoundError,
+    RecoveryManager,
+    RestoreRefusedError,
+)
+
+from ._damage import entry_file, flip_byte, rewrite_manifest
+
+STATE = {
+    "portfolio": {"cash": 1000, "positions": {"BTC": 0.5}},
+    "orders": [{"id": "o1", "px": 100.5}] * 50,
+    "risk": {"max_drawdown": 0.2},
+}
+
+
+@pytest.fixture(name="recovery")
+def _recovery(manager: BackupManager) -> RecoveryManager:
+    return RecoveryManager(manager)
+
+
+@pytest.fixture(name="full_backup")
+def _full_backup(manager: BackupManager, tmp_path: Path) -> str:
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(os.urandom(3000))
+    return manager.create_backup(STATE, files=[blob])
+
+
+def test_verify_passes_an_intact_backup(recovery: RecoveryManager, full_backup: str) -> None:
+    """verify() of an untouched backup is ok and checked every entry."""
+    report = recovery.verify(full_backup)
+    assert report.ok
+    assert report.entries_checked == 4
+    assert report.problems == ()
+
+
+@pytest.mark.parametrize("name", ["portfolio", "orders", "risk", "model.bin"])
+@pytest.mark.parametrize("where", [0, 9, -5, -1])
+def test_flipping_one_byte_fails_verify_naming_that_entry(
+    recovery: RecoveryManager, full_backup: str, backup_dir: Path, name: str, where: int
+) -> None:
+    """One flipped byte anywhere in an entry (header, data, CRC, size) fails verify naming only that entry."""
+    path = entry_file(backup_dir, full_backup, name)
+    flip_byte(path, where if where >= 0 else path.stat().st_size + where)
+    report = recovery.verify(full_backup)
+    assert not report.ok
+    assert report.bad_entries == (name,)
+    assert name in str(report)
+
+
+def test_verify_names_each_bad_entry(
+    recovery: RecoveryManager, full_backup: str, backup_dir: Path
+) -> None:
+    """With two entries damaged, verify names both and only them."""
+    flip_byte(entry_file(backup_dir, full_backup, "orders"), 15)
+    entry_file(backup_dir, full_backup, "risk").unlink()
+    report = recovery.verify(full_backup)
+    assert sorted(report.bad_entries) == ["orders", "risk"]
+
+
+def test_a_damaged_manifest_fails_verify(
+    recovery: RecoveryManager, full_backup: str, backup_dir: Path
+) -> None:
+    """A changed digit in the manifest breaks its checksum and fails verify as a manifest problem."""
+    path = backup_dir / full_backup / "manifest.json"
+    path.write_text(path.read_text().replace('"format_version": 1', '"format_version": 1 '))
+    assert recovery.verify(full_backup).ok  # whitespace does not change the content
+    text = path.read_text()
+    path.write_text(text.replace('"stored_size": ', '"stored_size": 1', 1))
+    report = recovery.verify(full_backup)
+    assert not report.ok
+    assert report.problems[0][0] is None
+    assert "checksum" in report.problems[0][1]
+
+
+def test_verify_unknown_id_raises(recovery: RecoveryManager) -> None:
+    """verify() of an id that does not exist raises BackupNotFoundError."""
+    with pytest.raises(BackupNotFoundError):
+        recovery.verify("20260101T000000.000000Z_manual_0000")
+
+
+def test_verify_all_reports_every_backup(
+    recovery: RecoveryManager, manager: BackupManager, backup_dir: Path
+) -> None:
+    """verify_all() returns one report per backup, newest first, with the damaged one failing."""
+    older = manager.create_backup({"n": 1})
+    newer = manager.create_backup({"n": 2})
+    flip_byte(entry_file(backup_dir, older, "n"), 3)
+    reports = recovery.verify_all()
+    assert [(r.backup_id, r.ok) for r in reports] == [(newer, True), (older, False)]
+
+
+# ----------------------------------------------------------------------------- signing
+KEY_ENV = "OTELRES_TEST_BACKUP_KEY"
+
+
+@pytest.fixture(name="signed")
+def _signed(backup_dir: Path, monkeypatch: pytest.MonkeyPatch) -> BackupManager:
+    monkeypatch.setenv(KEY_ENV, "correct horse battery staple")
+    return BackupManager(backup_dir, hmac_key_env=KEY_ENV)
+
+
+def test_signed_backups_verify_and_say_so(signed: BackupManager) -> None:
+    """With a key in the environment, backups are signed and verify with it."""
+    backup_id = signed.create_backup(STATE)
+    report = signed.verify_backup(backup_id)
+    assert report.ok
+    assert report.signed
+    assert signed.list_backups()[0].signed
+
+
+def test_hmac_detects_tampering_that_recomputes_checksums(
+    signed: BackupManager, backup_dir: Path
+) -> None:
+    """An attacker who rewrites an entry and recomputes every SHA-256 is still caught by the HMAC."""
+    backup_id = signed.create_backup(STATE)
+    path = entry_file(backup_dir, backup_id, "risk")
+    evil = json.dumps({"max_drawdown": 1.0}).encode()
+    stored = gzip.compress(evil, mtime=0)
+    path.write_bytes(stored)
+
+    def edit(body: dict) -> None:  # type: ignore[type-arg]
+        for entry in body["entries"]:
+            if entry["name"] == "risk":
+                entry.update(
+                    size=len(evil),
+                    stored_size=len(stored),
+                    sha256=hashlib.sha256(stored).hexdigest(),
+                    content_sha256=hashlib.sha256(evil).hexdigest(),
+                )
+
+    rewrite_manifest(backup_dir, backup_id, edit)
+    report = signed.verify_backup(backup_id)
+    assert not report.ok
+    assert "not signed" in report.problems[0][1]
+    rewrite_manifest(backup_dir, backup_id, edit, key=b"a guess at the key")
+    report = signed.verify_backup(backup_id)
+    assert not report.ok
+    assert "HMAC does not match" in report.problems[0][1]
+    assert not signed.list_backups()[0].valid
+    # Without signing, the same forgery would pass: that is what the HMAC is for.
+    assert BackupManager(backup_dir, hmac_key_env="").verify_backup(backup_id).ok
+
+
+def test_signing_key_never_appears_in_listings(signed: BackupManager) -> None:
+    """The key and the signature are absent from BackupInfo.to_dict() and its repr."""
+    signed.create_backup(STATE)
+    info = signed.list_backups()[0]
+    shown = json.dumps(info.to_dict()) + repr(info)
+    assert "correct horse" not in shown
+    assert "hmac-sha256" not in shown
+    assert "max_drawdown" not in shown  # entry content is never listed
+
+
+def test_missing_key_variable_refuses_to_write_unsigned(
+    backup_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With hmac_key_env set but the variable missing, create refuses naming the variable."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    manager = BackupManager(backup_dir, hmac_key_env=KEY_ENV)
+    with pytest.raises(BackupError, match=KEY_ENV):
+        manager.create_backup(STATE)
+    assert manager.list_backups() == []
+
+
+# ----------------------------------------------------------------------------- restore
+def test_restore_writes_every_entry(
+    recovery: RecoveryManager, full_backup: str, tmp_path: Path
+) -> None:
+    """restore() writes JSON entries as <name>.json and files under their names."""
+    target = tmp_path / "restored"
+    result = recovery.restore(full_backup, target)
+    assert result.backup_id == full_backup
+    assert sorted(p.name for p in target.iterdir()) == [
+        "model.bin", "orders.json", "portfolio.json", "risk.json",
+    ]
+    for name, value in STATE.items():
+        assert json.loads((target / f"{name}.json").read_text()) == value
+    assert (target / "model.bin").read_bytes() == (tmp_path / "model.bin").read_bytes()
+
+
+def test_restore_latest_skips_damaged_backups_with_a_warning(
+    recovery: RecoveryManager, manager: BackupManager, backup_dir: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """restore('latest') restores the newest valid backup, skipping damaged newer ones with a warning."""
+    good = manager.create_backup({"n": 1})
+    bad = manager.create_backup({"n": 2})
+    flip_byte(entry_file(backup_dir, bad, "n"), 11)
+    with caplog.at_level(logging.WARNING, logger="otelres.backup"):
+        result = recovery.restore("latest", tmp_path / "out")
+    assert result.backup_id == good
+    assert result.skipped == (bad,)
+    assert json.loads((tmp_path / "out" / "n.json").read_text()) == 1
+    assert any(bad in record.getMessage() for record in caplog.records)
+
+
+def test_restore_latest_with_nothing_valid_raises(
+    recovery: RecoveryManager, manager: BackupManager, backup_dir: Path, tmp_path: Path
+) -> None:
+    """restore('latest') with only damaged backups raises BackupNotFoundError and writes nothing."""
+    bad = manager.create_backup({"n": 2})
+    flip_byte(entry_file(backup_dir, bad, "n"), 11)
+    with pytest.raises(BackupNotFoundError, match="1 damaged"):
+        recovery.restore("latest", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_restore_of_a_named_damaged_backup_raises_naming_the_entry(
+    recovery: RecoveryManager, full_backup: str, backup_dir: Path, tmp_path: Path
+) -> None:
+    """Restoring a damaged backup by id raises BackupCorruptError naming the entry; the target is not created."""
+    flip_byte(entry_file(backup_dir, full_backup, "orders"), 30)
+    with pytest.raises(BackupCorruptError) as caught:
+        recovery.restore(full_backup, tmp_path / "out")
+    assert caught.value.bad_entries == ("orders",)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_checks_everything_and_writes_nothing(
+    recovery: RecoveryManager, full_backup: str, backup_dir: Path, tmp_path: Path
+) -> None:
+    """A dry run reports what would be restored and creates nothing; on damage it fails like a restore."""
+    result = recovery.restore(full_backup, tmp_path / "out", dry_run=True)
+    assert result.dry_run
+    assert {e.path for e in result.entries} == {
+        "portfolio.json", "orders.json", "risk.json", "model.bin",
+    }
+    assert not (tmp_path / "out").exists()
+    flip_byte(entry_file(backup_dir, full_backup, "risk"), 10)
+    with pytest.raises(BackupCorruptError):
+        recovery.restore(full_backup, tmp_path / "out", dry_run=True)
+
+
+def test_restore_is_atomic_when_an_entry_fails_midway(
+    recovery: RecoveryManager, manager: BackupManager, full_backup: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If reading the third entry fails during the restore, the existing target is left exactly as it was."""
+    target = tmp_path / "live"
+    target.mkdir()
+    (target / "portfolio.json").write_text('{"cash": "previous"}')
+    original = manager.read_entry
+    calls = []
+
+    def failing(backup_id, record):  # type: ignore[no-untyped-def]
+        calls.append(record.name)
+        if len(calls) == 3:
+            raise OSError(5, "Input/output error")
+        return original(backup_id, record)
+
+    monkeypatch.setattr(manager, "read_entry", failing)
+    with pytest.raises(BackupError, match="the target was not changed"):
+        recovery.restore(full_backup, target, overwrite=True)
+    assert sorted(os.listdir(target)) == ["portfolio.json"]
+    assert (target / "portfolio.json").read_text() == '{"cash": "previous"}'
+    assert sorted(os.listdir(tmp_path)) == ["backups", "live", "model.bin"]
+
+
+def test_restore_refuses_a_non_empty_target_unless_overwrite(
+    recovery: RecoveryManager, full_backup: str, tmp_path: Path
+) -> None:
+    """A non-empty target is refused; with overwrite=True it is replaced whole."""
+    target = tmp_path / "live"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    with pytest.raises(RestoreRefusedError, match="not empty"):
+        recovery.restore(full_backup, target)
+    recovery.restore(full_backup, target, overwrite=True)
+    assert not (target / "stale.txt").exists()
+    assert (target / "risk.json").exists()
+
+
+@pytest.mark.parametrize(
+    "evil_name", ["../escaped", "/tmp/otelres-absolute-escape", "a/../../escaped", "sub/./x"]
+)
+def test_restore_refuses_path_traversal(
+    manager: BackupManager, backup_dir: Path, tmp_path: Path, evil_name: str
+) -> None:
+    """An entry whose (re-sealed) manifest name is absolute or climbs out with '..' is refused; nothing is written."""
+    backup_id = manager.create_backup({"innocent": 1})
+
+    def edit(body: dict) -> None:  # type: ignore[type-arg]
+        body["entries"][0]["name"] = evil_name
+
+    rewrite_manifest(backup_dir, backup_id, edit)
+    recovery = RecoveryManager(manager)
+    assert not recovery.verify(backup_id).ok
+    with pytest.raises((RestoreRefusedError, BackupCorruptError), match=r"refused|unsafe"):
+        recovery.restore(backup_id, tmp_path / "out" / "deep")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "escaped.json").exists()
+    assert not Path("/tmp/otelres-absolute-escape.json").exists()
+
+
+def test_restore_refuses_a_stored_path_outside_the_backup(
+    manager: BackupManager, backup_dir: Path, tmp_path: Path
+) -> None:
+    """A manifest whose stored path points outside the backup directory is refused."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not read")
+    backup_id = manager.create_backup({"innocent": 1})
+
+    def edit(body: dict) -> None:  # type: ignore[type-arg]
+        body["entries"][0]["path"] = "../../secret.txt"
+
+    rewrite_manifest(backup_dir, backup_id, edit)
+    report = RecoveryManager(manager).verify(backup_id)
+    assert report.bad_entries == ("innocent",)
+    assert "not a plain entry name" in report.problems[0][1]
+
+
+def test_restore_refuses_symlinked_entries(
+    manager: BackupManager, backup_dir: Path, tmp_path: Path
+) -> None:
+    """A stored entry replaced by a symbolic link (to a file elsewhere) is refused, not followed."""
+    backup_id = manager.create_backup({"innocent": 1})
+    outside = tmp_path / "outside.gz"
+    outside.write_bytes(gzip.compress(b"1", mtime=0))
+    stored = entry_file(backup_dir, backup_id, "innocent")
+    stored.unlink()
+    stored.symlink_to(outside)
+    recovery = RecoveryManager(manager)
+    report = recovery.verify(backup_id)
+    assert report.bad_entries == ("innocent",)
+    assert "symbolic link" in report.problems[0][1]
+    with pytest.raises(BackupCorruptError, match="symbolic link"):
+        recovery.restore(backup_id, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_restore_refuses_a_symlinked_target(
+    recovery: RecoveryManager, full_backup: str, tmp_path: Path
+) -> None:
+    """A restore target that is a symbolic link is refused."""
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(RestoreRefusedError, match="symbolic link"):
+        recovery.restore(full_backup, link)
+    assert list(real.iterdir()) == []
+
+
+def test_restore_refuses_entries_that_decompress_past_the_limit(
+    backup_dir: Path, tmp_path: Path
+) -> None:
+    """A small stored entry that expands past max_restore_bytes (a zip bomb) is refused before it is written."""
+    writer = BackupManager(backup_dir)
+    backup_id = writer.create_backup({"bomb": "x"})
+    bomb = b"[" + b" " * (20 << 20) + b"]"
+    stored = gzip.compress(bomb, compresslevel=9, mtime=0)
+    entry_file(backup_dir, backup_id, "bomb").write_bytes(stored)
+
+    def edit(body: dict) -> None:  # type: ignore[type-arg]
+        # The forger claims a small size; the real expansion must still be stopped.
+        body["entries"][0].update(
+            stored_size=len(stored),
+            sha256=hashlib.sha256(stored).hexdigest(),
+            content_sha256=hashlib.sha256(bomb).hexdigest(),
+            size=10,
+        )
+
+    rewrite_manifest(backup_dir, backup_id, edit)
+    reader = BackupManager(backup_dir, max_restore_bytes=1 << 20)
+    with pytest.raises(BackupCorruptError, match="past the limit"):
+        RecoveryManager(reader).restore(backup_id, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    report = reader.verify_backup(backup_id)
+    assert report.bad_entries == ("bomb",)
+
+
+def test_recovery_manager_takes_manager_arguments(backup_dir: Path, tmp_path: Path) -> None:
+    """RecoveryManager(backup_path) builds its own BackupManager over that directory."""
+    backup_id = BackupManager(backup_dir).create_backup({"n": 5})
+    recovery = RecoveryManager(backup_path=backup_dir)
+    assert recovery.load() == {"n": 5}
+    assert recovery.latest_valid().backup_id == backup_id  # type: ignore[union-attr]
+    with pytest.raises(TypeError):
+        RecoveryManager(BackupManager(backup_dir), backup_path=backup_dir)
