@@ -51,6 +51,10 @@ lint: install
 bench: install
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
+.PHONY: dashboards
+dashboards: install  ## regenerate collector/grafana/dashboards/*.json from generate.py
+	$(PY) collector/grafana/generate.py
+
 demo: install
 	$(PY) -m otelres demo
 

@@ -95,3 +95,21 @@ def test_rules_carry_severity_and_human_annotations() -> None:
             continue
         assert rule.get("labels", {}).get("severity") in {"critical", "warning"}, rule["alert"]
         assert {"summary", "description"} <= set(rule.get("annotations", {})), rule["alert"]
+
+
+def test_the_guide_lists_every_alert_with_its_for_and_severity() -> None:
+    """docs/OBSERVABILITY_STACK.md's alert table matches the rules (name, `for`, severity)."""
+    guide = (PROMETHEUS_CONFIG.parents[2] / "docs" / "OBSERVABILITY_STACK.md").read_text(encoding="utf-8")
+    rows = {
+        cells[0].strip("` "): cells
+        for line in guide.splitlines()
+        if line.startswith("| `Otelres")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    alerts = {rule["alert"]: rule for rule in rules() if "alert" in rule}
+    assert set(rows) == set(alerts)
+    for name, rule in alerts.items():
+        _, _, duration, severity = rows[name]
+        expected = rule.get("for", "\N{EN DASH}").replace("m", " m").replace("h", " h")
+        assert duration == expected, f"{name}: the guide says {duration}, the rule {rule.get('for')}"
+        assert severity == rule["labels"]["severity"], name
