@@ -8,6 +8,7 @@ OTLP handler in particular) never see them as attributes.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -83,12 +84,29 @@ class _UtcClock:
         return f"{cached[1]}.{int(msecs):03d}Z"
 
 
-def _trace_fields(out: dict[str, Any]) -> None:
-    context = get_current_span().get_span_context()
-    if context.is_valid:
-        out["trace_id"] = format(context.trace_id, "032x")
-        out["span_id"] = format(context.span_id, "016x")
-        out["trace_flags"] = format(context.trace_flags, "02x")
+class _TraceFields:
+    """Adds the active span's IDs; the hex strings of the last span seen are reused."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[object, tuple[str, str, str]] | None = None
+
+    def __call__(self, out: dict[str, Any]) -> None:
+        context = get_current_span().get_span_context()
+        if not context.is_valid:
+            return
+        last = self._last
+        if last is not None and last[0] is context:
+            ids = last[1]
+        else:
+            ids = (
+                f"{context.trace_id:032x}",
+                f"{context.span_id:016x}",
+                f"{context.trace_flags:02x}",
+            )
+            self._last = (context, ids)
+        out["trace_id"], out["span_id"], out["trace_flags"] = ids
 
 
 # python-json-logger may return exception text as a list of lines; we want the text.
@@ -118,6 +136,14 @@ class JsonLogFormatter(JsonFormatter):
         self.service_name = service_name or None
         self.redactor = redactor or Redactor()
         self._clock = _UtcClock()
+        self._trace_fields = _TraceFields()
+        # Values are JSON-safe once redacted, so one plain encoder, made once, suffices;
+        # json.dumps(cls=...) would build a new encoder object for every line.
+        self._encode = json.JSONEncoder(ensure_ascii=json_ensure_ascii, default=safe_str).encode
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        """Serialize *log_data* (already JSON-safe) with the formatter's encoder."""
+        return self._encode(log_data)
 
     def format(self, record: logging.LogRecord) -> str:
         """The JSON line for *record* (see the class docs for its fields)."""
@@ -131,7 +157,7 @@ class JsonLogFormatter(JsonFormatter):
             }
             if self.service_name is not None:
                 out["service.name"] = self.service_name
-            _trace_fields(out)
+            self._trace_fields(out)
             for key, value in extra_fields(record, redactor).items():
                 # A caller's field never hides a core field such as the message or trace_id.
                 out["extra." + key if key in out else key] = value
@@ -160,6 +186,7 @@ class TextLogFormatter(logging.Formatter):
         self.service_name = service_name or None
         self.redactor = redactor or Redactor()
         self._clock = _UtcClock()
+        self._trace_fields = _TraceFields()
 
     def format(self, record: logging.LogRecord) -> str:
         """The text line for *record*, followed by the exception text if any."""
@@ -174,7 +201,7 @@ class TextLogFormatter(logging.Formatter):
             context: dict[str, Any] = {}
             if self.service_name is not None:
                 context["service.name"] = self.service_name
-            _trace_fields(context)
+            self._trace_fields(context)
             for key, value in (*extra_fields(record, redactor).items(), *context.items()):
                 parts.append(f"{key}={_text_value(value)}")
             line = " ".join(parts)
