@@ -73,6 +73,10 @@ def add_parser(subparsers: Any) -> None:
 
 # --------------------------------------------------------------------------- health
 def _health(args: argparse.Namespace) -> int:
+    import logging
+
+    # The table already says what changed; Python's last-resort handler would repeat it.
+    logging.getLogger("otelres.health").addHandler(logging.NullHandler())
     out = sys.stdout
     if args.url:
         fetch: Callable[[], HealthReport] = lambda: _fetch(args.url, args.check, args.tag, args.timeout)  # noqa: E731
@@ -304,6 +308,10 @@ def _serve(args: argparse.Namespace) -> int:
         where = f"{args.host or settings.host}:{settings.port if args.port is None else args.port}"
         _error(f"cannot listen on {where}: {exc.strerror or exc}")
         return EXIT_USAGE
+    import logging
+
+    if not logging.getLogger().handlers:  # status changes are this command's log
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = HealthRunner(checker) if loaded.health_checks.enabled else None
     print(f"otelres: serving health probes on {server.url} (/livez /readyz /health)", file=sys.stderr)
     try:
