@@ -3,8 +3,9 @@
 Native :class:`~otelres.resilience.CircuitBreaker` objects and ``pybreaker`` breakers
 bridged by :class:`~otelres.resilience.PybreakerListener` both join :data:`PUBLISHED`;
 the instruments (created once per meter provider) read their plain counters at collection
-time, so a guarded call never makes a synchronous instrument call. The names and
-attributes are the contract in ``docs/TELEMETRY.md``.
+time, so a guarded call never makes a synchronous instrument call. Breakers that share a
+name are one series: their counts add up, and the state gauge reads 1 for every state one of
+them is in. The names and attributes are the contract in ``docs/TELEMETRY.md``.
 """
 
 from __future__ import annotations
@@ -47,24 +48,32 @@ class PublishedBreaker(Protocol):
         ...
 
 
+def _by_name(breakers: list[PublishedBreaker]) -> dict[str, list[PublishedBreaker]]:
+    """Group *breakers* by name: breakers sharing a name are one series."""
+    named: dict[str, list[PublishedBreaker]] = {}
+    for breaker in breakers:
+        named.setdefault(breaker.name, []).append(breaker)
+    return named
+
+
 def _install(meter: Meter, live: Callable[[], list[PublishedBreaker]]) -> None:
     def calls(options: CallbackOptions) -> Iterable[Observation]:
         def produce() -> Iterable[Observation]:
-            for breaker in live():
-                name = breaker.name
-                for outcome, count in zip(OUTCOMES, breaker._outcome_counts(), strict=True):
+            for name, group in _by_name(live()).items():
+                counts = [b._outcome_counts() for b in group]
+                totals = [sum(column) for column in zip(*counts, strict=True)]
+                for outcome, count in zip(OUTCOMES, totals, strict=True):
                     yield Observation(count, {"breaker.name": name, "breaker.outcome": outcome})
 
         return safe_observations(produce, "otelres.breaker.calls")
 
     def state(options: CallbackOptions) -> Iterable[Observation]:
         def produce() -> Iterable[Observation]:
-            for breaker in live():
-                name = breaker.name
-                current = breaker._current_state()
+            for name, group in _by_name(live()).items():
+                current = {b._current_state() for b in group}
                 for each in _STATES:
                     yield Observation(
-                        1 if each is current else 0,
+                        1 if each in current else 0,
                         {"breaker.name": name, "breaker.state": each.value},
                     )
 
@@ -72,25 +81,29 @@ def _install(meter: Meter, live: Callable[[], list[PublishedBreaker]]) -> None:
 
     def transitions(options: CallbackOptions) -> Iterable[Observation]:
         def produce() -> Iterable[Observation]:
+            totals: dict[tuple[str, BreakerState, BreakerState], int] = {}
             for breaker in live():
-                name = breaker.name
                 for from_state, to_state, count in breaker._transition_counts():
-                    yield Observation(
-                        count,
-                        {
-                            "breaker.name": name,
-                            "breaker.from_state": from_state.value,
-                            "breaker.to_state": to_state.value,
-                        },
-                    )
+                    key = (breaker.name, from_state, to_state)
+                    totals[key] = totals.get(key, 0) + count
+            for (name, from_state, to_state), count in totals.items():
+                yield Observation(
+                    count,
+                    {
+                        "breaker.name": name,
+                        "breaker.from_state": from_state.value,
+                        "breaker.to_state": to_state.value,
+                    },
+                )
 
         return safe_observations(produce, "otelres.breaker.transitions")
 
     def rate(index: int, metric: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             def produce() -> Iterable[Observation]:
-                for breaker in live():
-                    yield Observation(breaker._rates()[index], {"breaker.name": breaker.name})
+                for name, group in _by_name(live()).items():
+                    # The highest rate of the group: the one closest to tripping.
+                    yield Observation(max(b._rates()[index] for b in group), {"breaker.name": name})
 
             return safe_observations(produce, metric)
 

@@ -294,3 +294,22 @@ def test_broken_tracing_never_changes_the_call(
     with pytest.raises(CircuitBreakerOpenError):
         breaker.call(int)
     assert breaker.get_state()["metrics"]["total_calls"] == 3
+
+
+def test_breakers_sharing_a_name_are_one_series(capture: TelemetryCapture) -> None:
+    """Two breakers with one name report summed counts, and 1 for each state either is in."""
+    first = CircuitBreaker("twin", failure_threshold=1, meter_provider=capture.meter_provider)
+    second = CircuitBreaker("twin", meter_provider=capture.meter_provider)
+    first.call(int)
+    second.call(int)
+    with pytest.raises(ConnectionError):
+        first.call(_boom)
+    successes = capture.points(
+        "otelres.breaker.calls", **{"breaker.name": "twin", "breaker.outcome": "success"}
+    )
+    assert [p.value for p in successes] == [2]
+    states = {
+        p.attributes["breaker.state"]: p.value
+        for p in capture.points("otelres.breaker.state", **{"breaker.name": "twin"})
+    }
+    assert (states["open"], states["closed"], states["half_open"]) == (1, 1, 0)
