@@ -58,5 +58,12 @@ dashboards: install  ## regenerate collector/grafana/dashboards/*.json from gene
 demo: install
 	$(PY) -m otelres demo
 
+.PHONY: health-check health-check-json
+health-check: install  ## run the health checks: GREEN / YELLOW / RED table, exit status 0 / 1 / 2
+	$(PY) -m otelres health
+
+health-check-json: install  ## the same, as the JSON report (docs/HEALTH_CHECKS.md)
+	$(PY) -m otelres health --json
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
