@@ -54,6 +54,8 @@ _NO_LIMIT = b"-1"
 
 def _num(value: float) -> bytes:
     """*value* as Redis receives it: full precision, no float noise for integers."""
+    if value == 1:
+        return b"1"  # the usual cost, without a conversion
     return (str(int(value)) if float(value).is_integer() else repr(float(value))).encode()
 
 

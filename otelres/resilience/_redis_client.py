@@ -230,11 +230,9 @@ class RedisConnection:
         """Run *script* on *key*; raise :class:`RedisUnavailableError` instead of any Redis error."""
         if self._down_until and not self._may_try_again():
             raise RedisUnavailableError(f"Redis at {_redact(self.url)} is unavailable")
-        from redis.exceptions import RedisError
-
         try:
             reply = script.run(self.client, key, *args)
-        except RedisError as exc:
+        except Exception as exc:
             raise self._failed(exc) from exc
         if self._down_until:
             self._recovered()
@@ -244,11 +242,9 @@ class RedisConnection:
         """:meth:`run` on the asyncio client of the running loop, never blocking it."""
         if self._down_until and not self._may_try_again():
             raise RedisUnavailableError(f"Redis at {_redact(self.url)} is unavailable")
-        from redis.exceptions import RedisError
-
         try:
             reply = await script.run_async(self.async_client(), key, *args)
-        except RedisError as exc:
+        except Exception as exc:
             raise self._failed(exc) from exc
         if self._down_until:
             self._recovered()
@@ -265,8 +261,11 @@ class RedisConnection:
             return True
 
     def _failed(self, exc: Exception) -> RedisUnavailableError:
-        from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+        """The error for a failed command; a bug that is not a Redis error is raised as is."""
+        from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
 
+        if not isinstance(exc, RedisError):
+            raise exc
         if isinstance(exc, ResponseError) and not isinstance(exc, ConnectionError):
             # The server answered (wrong type at our key, out of memory, read-only
             # replica): not an outage to wait out, but the call still gets the fail mode.

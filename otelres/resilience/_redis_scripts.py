@@ -34,20 +34,25 @@ class LuaScript:
 
     def run(self, client: Redis, key: str, *args: Any) -> Any:
         """Run the script on *key* with *args* (one round trip, two the first time)."""
-        from redis.exceptions import NoScriptError
-
         try:
             return client.evalsha(self.sha, 1, key, *args)
-        except NoScriptError:
+        except Exception as exc:
+            # Imported here, not per call: the hot path is one evalsha and nothing else.
+            from redis.exceptions import NoScriptError
+
+            if not isinstance(exc, NoScriptError):
+                raise
             return client.eval(self.source, 1, key, *args)
 
     async def run_async(self, client: AsyncRedis, key: str, *args: Any) -> Any:
         """:meth:`run` on an asyncio client."""
-        from redis.exceptions import NoScriptError
-
         try:
             return await client.evalsha(self.sha, 1, key, *args)
-        except NoScriptError:
+        except Exception as exc:
+            from redis.exceptions import NoScriptError
+
+            if not isinstance(exc, NoScriptError):
+                raise
             return await client.eval(self.source, 1, key, *args)
 
     def __repr__(self) -> str:
