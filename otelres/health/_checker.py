@@ -8,8 +8,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from otelres._otel import call_hook
@@ -57,8 +57,10 @@ class _State:
     failures: int = 0
     successes: int = 0
     cached_until: float = 0.0
-    busy_since: float | None = None
-    """Start time of a sync run that outlived its timeout and still occupies a thread."""
+    running: set[object] = field(default_factory=set)
+    """Tokens of the sync runs whose worker thread is busy."""
+    abandoned: dict[object, float] = field(default_factory=dict)
+    """Sync runs that outlived their timeout and still hold a thread -> when they started."""
 
 
 class HealthChecker:
@@ -299,33 +301,38 @@ class HealthChecker:
     async def _execute(self, check: HealthCheck, state: _State, limit: float) -> HealthResult:
         started = time.perf_counter()
         name = check.name
+        token = object()
         try:
+            future: asyncio.Future[Any]
             if check.is_async:
-                awaitable: Awaitable[Any] = asyncio.ensure_future(_call_async(check))
+                future = asyncio.ensure_future(_call_async(check))
             else:
                 with self._lock:
-                    busy_since = state.busy_since
-                    if busy_since is None:
-                        state.busy_since = self._clock()
-                if busy_since is not None:
-                    stuck = self._clock() - busy_since
-                    return HealthResult.red(
+                    abandoned = min(state.abandoned.values(), default=None)
+                    if abandoned is None:
+                        state.running.add(token)
+                if abandoned is not None:
+                    stuck = self._clock() - abandoned
+                    return HealthResult(
+                        name, HealthStatus.RED,
                         f"timed out: still running since an earlier run ({stuck:.3g} s ago)",
-                        name=name,
                         error="TimeoutError",
-                    ).with_(duration=0.0)
-                awaitable = in_daemon_thread(
-                    lambda: self._call_sync(check, state), name=f"otelres-health-{name}"
+                    )
+                future = in_daemon_thread(
+                    lambda: self._call_sync(check, state, token), name=f"otelres-health-{name}"
                 )
-            done, _ = await asyncio.wait({awaitable}, timeout=limit)
+            done, _ = await asyncio.wait({future}, timeout=limit)
             if not done:
-                awaitable.cancel()  # type: ignore[attr-defined]
-                awaitable.add_done_callback(_consume)  # type: ignore[attr-defined]
+                with self._lock:
+                    if token in state.running:  # the thread is stuck: start no other
+                        state.abandoned[token] = self._clock() - (time.perf_counter() - started)
+                future.cancel()
+                future.add_done_callback(_consume)
                 return HealthResult(
                     name, HealthStatus.RED, f"timed out after {limit:g} s",
                     duration=time.perf_counter() - started, error="TimeoutError",
                 )
-            value = awaitable.result()  # type: ignore[attr-defined]
+            value = future.result()
             if inspect.isawaitable(value):  # a sync check that handed back a coroutine
                 value = await asyncio.wait_for(value, max(0.0, limit - (time.perf_counter() - started)))
             return _normalise(value, name, time.perf_counter() - started)
@@ -341,12 +348,13 @@ class HealthChecker:
                 duration=time.perf_counter() - started, error=error,
             )
 
-    def _call_sync(self, check: HealthCheck, state: _State) -> Any:
+    def _call_sync(self, check: HealthCheck, state: _State, token: object) -> Any:
         try:
             return check.check()
         finally:
             with self._lock:
-                state.busy_since = None
+                state.running.discard(token)
+                state.abandoned.pop(token, None)
 
     def _record_duration(self, raw: HealthResult) -> None:
         try:

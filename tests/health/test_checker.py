@@ -140,6 +140,20 @@ async def test_a_still_hung_sync_check_does_not_start_another_thread() -> None:
     assert "still running since an earlier run" in second["stuck"].message
 
 
+async def test_overlapping_runs_of_a_slow_sync_check_are_not_mistaken_for_hung() -> None:
+    """Two probes running the same slow (but not timed-out) sync check at once both get its real result."""
+
+    @health_check("slow_db", register=False)
+    def slow_db() -> HealthStatus:
+        time.sleep(0.2)
+        return HealthStatus.GREEN
+
+    checker = HealthChecker([slow_db], config=_config(), timeout=5)
+    first, second = await asyncio.gather(checker.run(), checker.run())
+    assert first.overall is HealthStatus.GREEN
+    assert second.overall is HealthStatus.GREEN
+
+
 async def test_a_raising_check_is_red_with_the_error() -> None:
     """A check that raises becomes RED carrying the exception, and the others still report."""
 
