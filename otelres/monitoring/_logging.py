@@ -60,11 +60,13 @@ def setup_logging(
     ``log_level``.
     """
     global _configured
-    from otelres import config
+    if settings is None or service_name is None:
+        from otelres import config
 
-    current = config.current()
-    settings = settings if settings is not None else current.monitoring
-    name = service_name if service_name is not None else current.telemetry.service_name
+        current = config.current()
+        settings = settings if settings is not None else current.monitoring
+        service_name = service_name if service_name is not None else current.telemetry.service_name
+    name = service_name
     redactor = Redactor(settings.redact_keys)
     level = logging.getLevelName(settings.log_level)
     formatter: logging.Formatter
@@ -146,7 +148,15 @@ def _ensure_setup() -> None:
         if logging.getLogger().handlers:
             _configured = True
             return
-        setup_logging()
+        try:
+            setup_logging()
+        except Exception as exc:  # an unreadable config.toml must not break a logging call
+            from otelres.config import MonitoringSettings
+
+            setup_logging(MonitoringSettings(), service_name="")
+            logging.getLogger("otelres").warning(
+                "otelres: logging set up with defaults; the configuration could not be read: %s", exc
+            )
 
 
 class StructuredLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

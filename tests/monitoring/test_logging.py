@@ -268,3 +268,18 @@ def test_get_logger_returns_the_same_logger_per_name() -> None:
     """get_logger(name) wraps the standard logger of that name, once."""
     assert get_logger("same") is get_logger("same")
     assert get_logger("same").logger is logging.getLogger("same")
+
+
+def test_unreadable_configuration_still_gives_working_logs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broken config.toml makes the lazy set-up fall back to defaults and say why, not raise."""
+    broken = tmp_path / "config.toml"
+    broken.write_text("[monitoring\nlog_level = 'INFO'\n")
+    monkeypatch.setenv("OTELRES_CONFIG", str(broken))
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    config.set_current(None)
+    get_logger("t").warning("still works")
+    err = capsys.readouterr().err
+    assert "configuration could not be read" in err
+    assert '"message": "still works"' in err
