@@ -192,7 +192,7 @@ class Policy:
             invoke = timed
         if self.limiter is not None:
             acquire, cost, under_limiter = self.limiter.acquire, self.cost, invoke
-            smuggle = self.breaker is not None
+            smuggle, innermost = self.breaker is not None, self.timeout is None
 
             def limited(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 try:
@@ -201,6 +201,8 @@ class Policy:
                     if smuggle:
                         raise _Rejected(exc) from None
                     raise
+                if innermost:
+                    return fn(*args, **kwargs)
                 return under_limiter(fn, args, kwargs)
 
             invoke = limited
@@ -238,15 +240,19 @@ class Policy:
             invoke = timeout_run
         if self.limiter is not None:
             acquire, cost, under_limiter = self.limiter.acquire_async, self.cost, invoke
-            smuggle = self.breaker is not None
+            take_now, smuggle = self.limiter._take_now, self.breaker is not None
+            innermost = self.timeout is None
 
             async def limited(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                try:
-                    await acquire(cost)
-                except RateLimitExceededError as exc:
-                    if smuggle:
-                        raise _Rejected(exc) from None
-                    raise
+                if not take_now(cost):
+                    try:
+                        await acquire(cost)
+                    except RateLimitExceededError as exc:
+                        if smuggle:
+                            raise _Rejected(exc) from None
+                        raise
+                if innermost:
+                    return await fn(*args, **kwargs)
                 return await under_limiter(fn, args, kwargs)
 
             invoke = limited

@@ -421,6 +421,17 @@ class RateLimiter:
             raise self._reject(cost, None)
         return await self._queue(cost)
 
+    def _take_now(self, cost: float) -> bool:
+        """Take *cost* tokens if that needs no waiting and no I/O (an in-process bucket, no queue).
+
+        The async fast path of a :class:`Policy`, which then skips creating a coroutine for
+        :meth:`acquire_async`; False means "ask :meth:`acquire_async`" (nothing was counted).
+        """
+        if self._local and not self._waiters and self._backend.try_acquire(cost) == 0.0:
+            self._acquired += 1
+            return True
+        return False
+
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Take one token (see :meth:`acquire_async`), then await ``fn(*args, **kwargs)``."""
         await self.acquire_async(1.0)
