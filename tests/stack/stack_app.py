@@ -78,7 +78,7 @@ class Scenario:
             "exchange-windowed",
             failure_threshold=1000,
             failure_rate_threshold=0.9,
-            slow_call_duration=0.001,
+            slow_call_duration=0.005,
             slow_call_rate_threshold=1.0,
             window_type="count",
             window_size=30,
@@ -135,7 +135,7 @@ class Scenario:
         """One call through every component."""
         self.flap()
         self.windowed.call(ok)
-        self.windowed.call(time.sleep, 0.003)
+        self.windowed.call(time.sleep, 0.02)
         expect(ExchangeDown, self.windowed.call, fail)
         expect(CircuitBreakerOpenError, self.down.call, ok)
         # Several calls a round: the storm alert also wants real traffic (>= 0.1 calls/s
