@@ -572,10 +572,13 @@ class CircuitBreaker:
         if storage.state is not _CLOSED:
             return
         if self._window is not None:
+            # A success can still trip: it may be the call that fills the window up to
+            # minimum_calls, or a slow one.
             with self._lock:
-                _, slow_rate = self._window.record(False, slow)
-            if self._slow_tripped(slow_rate):
-                self._trip("slow call rate")
+                rates = self._window.record(False, slow)
+            reason = self._window_verdict(*rates)
+            if reason is not None:
+                self._trip(reason)
                 return
         if storage.failures:
             storage.reset_failures()
@@ -591,12 +594,8 @@ class CircuitBreaker:
         reason = None
         if self._window is not None:
             with self._lock:
-                failure_rate, slow_rate = self._window.record(True, slow)
-            threshold = self._failure_rate_threshold
-            if threshold is not None and failure_rate >= threshold:
-                reason = "failure rate"
-            elif self._slow_tripped(slow_rate):
-                reason = "slow call rate"
+                rates = self._window.record(True, slow)
+            reason = self._window_verdict(*rates)
         if storage.add_failure() >= self._threshold:
             reason = "failure threshold"
         if reason is not None:
@@ -606,9 +605,15 @@ class CircuitBreaker:
         limit = self._slow_call_duration
         return limit is not None and self._clock() - start >= limit
 
-    def _slow_tripped(self, slow_rate: float) -> bool:
+    def _window_verdict(self, failure_rate: float, slow_rate: float) -> str | None:
+        """The reason to trip on these window rates (-1: not enough calls), or None."""
+        threshold = self._failure_rate_threshold
+        if threshold is not None and failure_rate >= threshold:
+            return "failure rate"
         threshold = self._slow_rate_threshold
-        return threshold is not None and slow_rate >= threshold
+        if threshold is not None and slow_rate >= threshold:
+            return "slow call rate"
+        return None
 
     def _trip(self, reason: str) -> None:
         snap = self._storage.snapshot()

@@ -660,3 +660,16 @@ async def test_sync_and_async_behave_alike() -> None:
     assert sync_seen == async_seen
     assert "CircuitBreakerOpenError" in sync_seen
     assert sync_breaker.get_state() == async_breaker.get_state()
+
+
+def test_success_that_fills_the_window_can_trip(clock: FakeClock) -> None:
+    """The rate is judged on every call: a success reaching minimum_calls opens it if the rate is met."""
+    breaker = make(
+        clock, failure_threshold=100, failure_rate_threshold=0.5, window_size=10, minimum_calls=4
+    )
+    fail(breaker, 2)
+    breaker.call(ok)
+    assert breaker.state is BreakerState.CLOSED
+    breaker.call(ok)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.get_state()["metrics"]["failure_rate"] == -1.0  # the window starts over
