@@ -208,6 +208,41 @@ def _policy_scenario() -> None:
         policy.call(_raiser(ConnectionError("down")))
 
 
+def _health_scenario() -> None:
+    from otelres.health import HealthChecker, HealthResult, HealthStatus, health_check
+
+    @health_check("contract-green", register=False)
+    def green() -> HealthStatus:
+        return HealthStatus.GREEN
+
+    @health_check("contract-yellow", register=False)
+    async def yellow() -> HealthResult:
+        return HealthResult.yellow("slow")
+
+    checker = HealthChecker([green, yellow], config=config.Config())
+    _keep.append(checker)
+    assert checker.run_sync().overall is HealthStatus.YELLOW
+
+
+def _alerts_scenario() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from otelres.monitoring import Alert, AlertManager, AlertRule, MetricsCollector
+
+    def broken(alert: Alert) -> None:
+        raise RuntimeError("handler down")
+
+    manager = AlertManager(
+        [AlertRule("contract", "contract.errors", ">", 0, severity="critical")],
+        [lambda alert: None, broken],
+        service_name="contract",
+    )
+    pipeline = MeterProvider(metric_readers=[manager.reader])
+    MetricsCollector(meter_provider=pipeline).increment("contract.errors")
+    assert [a.status for a in manager.evaluate()] == ["firing"]
+    pipeline.shutdown()
+
+
 def _raiser(exc: BaseException) -> Callable[[], Any]:
     def raise_it() -> Any:
         raise exc
@@ -226,6 +261,8 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "otelres.resilience._timeout": _timeout_scenario,
     "otelres.resilience._fallback": _fallback_scenario,
     "otelres.resilience._policy": _policy_scenario,
+    "otelres.health._telemetry": _health_scenario,
+    "otelres.monitoring._alerts": _alerts_scenario,
 }
 """Owner module -> a function making every instrument, span and event it owns appear."""
 
