@@ -237,15 +237,15 @@ class BackupManager:
         part-way (disk full, a crash) leaves no backup behind under the id.
         """
         check_type(backup_type)
-        plan = self._plan_entries(data, files, sqlite, json_default)
-        key = self._key(required=True)
-        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
         started = time.perf_counter()
         attributes = {"backup.type": backup_type}
         try:
             with _telemetry.backup_span(
                 self._tracer_provider, "otelres.backup.create", attributes
             ) as span:
+                plan = self._plan_entries(data, files, sqlite, json_default)
+                key = self._key(required=True)
+                meta = {str(k): str(v) for k, v in (metadata or {}).items()}
                 backup_id, size = self._write(plan, backup_type, meta, key)
                 if span is not None:
                     span.set_attribute("backup.id", backup_id)
