@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,12 +17,15 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 @pytest.fixture(autouse=True)
 def _reset_global_state() -> Iterator[None]:
-    """Every test starts with default configuration and span mode."""
+    """Every test starts with default configuration, span mode and export status."""
     config.set_current(config.Config())
     _otel.set_span_mode("events")
     yield
     config.set_current(None)
     _otel.set_span_mode("events")
+    telemetry = sys.modules.get("otelres.telemetry")
+    if telemetry is not None:
+        telemetry._status = telemetry.ExportStatus()
 
 
 @pytest.fixture(name="telemetry")
