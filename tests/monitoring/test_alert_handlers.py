@@ -309,3 +309,43 @@ def test_log_handler_writes_a_record_per_notification(stream: io.StringIO) -> No
     assert firing["message"] == "alert breaker_open:kraken firing: circuit breaker kraken is open"
     assert firing["alert.labels"] == {"breaker.name": "kraken", "breaker.state": "open"}
     assert resolved["level"] == "INFO"
+
+
+def test_manager_notifies_webhook_and_email_end_to_end(
+    receiver: WebhookReceiver, smtp: tuple[Controller, Inbox]
+) -> None:
+    """A breaker rule fires and resolves through a dead webhook, a live webhook and e-mail alike."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from otelres.monitoring import AlertManager, breaker_open
+    from otelres.resilience import CircuitBreaker
+
+    controller, inbox = smtp
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    manager = AlertManager(
+        [breaker_open("e2e_kraken")],
+        [
+            WebhookAlertHandler(f"http://127.0.0.1:{dead_port}/down", max_attempts=2),
+            WebhookAlertHandler(receiver.url("/alerts")),
+            EmailAlertHandler("127.0.0.1", _port(controller), sender="bot@example.test",
+                              recipients=["ops@example.test"]),
+        ],
+        service_name="bot",
+    )
+    provider = MeterProvider(metric_readers=[manager.reader])
+    breaker = CircuitBreaker("e2e_kraken", failure_threshold=1, meter_provider=provider)
+    with pytest.raises(ZeroDivisionError):
+        breaker.call(lambda: 1 / 0)
+    with no_backoff():
+        manager.evaluate()
+        breaker.reset()
+        manager.evaluate()
+    provider.shutdown()
+    statuses = [json.loads(body)["status"] for path, _, body in receiver.requests]
+    assert statuses == ["firing", "resolved"]
+    assert json.loads(receiver.requests[0][2])["labels"]["breaker.name"] == "e2e_kraken"
+    subjects = [message["Subject"].strip() for _, _, message in inbox.messages]
+    assert subjects[0].startswith("[otelres] [FIRING] breaker_open:e2e_kraken")
+    assert subjects[1].startswith("[otelres] [RESOLVED] breaker_open:e2e_kraken")

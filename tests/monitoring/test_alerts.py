@@ -335,3 +335,20 @@ def test_rule_names_are_unique() -> None:
     manager = AlertManager([AlertRule("r", "a")], service_name="bot")
     with pytest.raises(ValueError, match="exists already"):
         manager.add_rule(AlertRule("r", "b"))
+
+
+def test_health_red_fires_for_a_real_health_checker(rig_factory: Callable[..., Rig]) -> None:
+    """health_red fires for a check an otelres HealthChecker on the same provider reports RED."""
+    from otelres import config
+    from otelres.health import HealthChecker, HealthStatus, health_check
+
+    @health_check("alerts-exchange", register=False)
+    def exchange() -> HealthStatus:
+        return HealthStatus.RED
+
+    rig = rig_factory([health_red("alerts-exchange", for_seconds=30)])
+    checker = HealthChecker([exchange], config=config.Config(), meter_provider=rig.provider)
+    checker.run_sync()
+    assert rig.step() == []
+    (alert,) = rig.step(30)
+    assert alert.labels == {"health.check.name": "alerts-exchange"}
