@@ -450,7 +450,7 @@ class CircuitBreaker:
 
         The wrapper's ``breaker`` attribute is this breaker.
         """
-        if inspect.iscoroutinefunction(fn):
+        if _is_async(fn):
             call_async = self.call_async
 
             @functools.wraps(fn)
@@ -731,6 +731,14 @@ class CircuitBreaker:
             failure_rate if self._failure_rate_threshold is not None else -1.0,
             slow_rate if self._slow_call_duration is not None else -1.0,
         )
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling *fn* returns a coroutine (``async def``, partials of one, or an
+    object whose ``__call__`` is ``async def``)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - the method itself, not callability
+    )
 
 
 # ---------------------------------------------------------------------- construction helpers

@@ -673,3 +673,17 @@ def test_success_that_fills_the_window_can_trip(clock: FakeClock) -> None:
     breaker.call(ok)
     assert breaker.state is BreakerState.OPEN
     assert breaker.get_state()["metrics"]["failure_rate"] == -1.0  # the window starts over
+
+
+async def test_decorating_an_async_callable_object(clock: FakeClock) -> None:
+    """An object with an async __call__ is guarded as async: its failures are counted when awaited."""
+
+    class Fetcher:
+        async def __call__(self) -> None:
+            raise Boom("down")
+
+    guarded = make(clock, failure_threshold=1)(Fetcher())
+    with pytest.raises(Boom):
+        await guarded()
+    with pytest.raises(CircuitBreakerOpenError):
+        await guarded()
