@@ -292,10 +292,41 @@ def _can_encode(stream: Any, text: str) -> bool:
 
 # --------------------------------------------------------------------------- serve
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+
     loaded = _load(args.config)
     if isinstance(loaded, int):
         return loaded
-    checker = _checker(loaded, None)
+    if not logging.getLogger().handlers:  # status changes are this command's log
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Exporters first, so the health gauges reach them (and /metrics has something to serve).
+    telemetry = _telemetry(loaded)
+    if isinstance(telemetry, int):
+        return telemetry
+    try:
+        return _serve_probes(loaded, args)
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
+
+
+def _telemetry(config: Config) -> Any:
+    """``otelres.configure(config)`` when it names an exporter; the handle, None, or EXIT_USAGE."""
+    settings = config.telemetry
+    exporters = (*settings.traces_exporter, *settings.metrics_exporter, *settings.logs_exporter)
+    if settings.sdk_disabled or all(name == "none" for name in exporters):
+        return None
+    from otelres.telemetry import configure
+
+    try:
+        return configure(config)
+    except (OSError, ImportError, ValueError) as exc:
+        _error(f"cannot set up telemetry from {config.source or 'the defaults'}: {exc}")
+        return EXIT_USAGE
+
+
+def _serve_probes(config: Config, args: argparse.Namespace) -> int:
+    checker = _checker(config, None)
     if checker is None:
         return EXIT_USAGE
     from otelres.health._runner import HealthRunner
@@ -304,16 +335,13 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server = HealthServer(checker, host=args.host, port=args.port)
     except OSError as exc:
-        settings = loaded.health_checks
+        settings = config.health_checks
         where = f"{args.host or settings.host}:{settings.port if args.port is None else args.port}"
         _error(f"cannot listen on {where}: {exc.strerror or exc}")
         return EXIT_USAGE
-    import logging
-
-    if not logging.getLogger().handlers:  # status changes are this command's log
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runner = HealthRunner(checker) if loaded.health_checks.enabled else None
-    print(f"otelres: serving health probes on {server.url} (/livez /readyz /health)", file=sys.stderr)
+    runner = HealthRunner(checker) if config.health_checks.enabled else None
+    endpoints = "/livez /readyz /health" + (" /metrics" if server.metrics_enabled else "")
+    print(f"otelres: serving health probes on {server.url} ({endpoints})", file=sys.stderr)
     try:
         if runner is not None:
             runner.start()

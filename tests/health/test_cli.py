@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -262,4 +263,34 @@ def test_serve_command_answers_probes(project: Callable[..., Path], tmp_path: Pa
         proc.kill()
         proc.wait()
     assert "[+]green ok" in body
+    assert status == 0
+
+
+def test_serve_sets_up_configured_exporters_and_serves_metrics(project: Callable[..., Path], tmp_path: Path) -> None:
+    """With [telemetry] metrics_exporter = ["prometheus"], `otelres serve` exports the health gauges on /metrics."""
+    config = project("green", "yellow")
+    config.write_text(
+        config.read_text() + f'\n[telemetry]\nmetrics_exporter = ["prometheus"]\nprometheus_port = {free_port()}\n'
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otelres", "serve", "--port", str(port)], cwd=tmp_path, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "/metrics" in proc.stderr.readline()
+        body = ""
+        deadline = time.monotonic() + 10
+        while 'health_check_name="overall"' not in body and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                body = response.read().decode()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert re.search(r'otelres_health_status\{health_check_name="yellow"[^}]*\} 1\.0', body)
+    assert re.search(r'otelres_health_status\{health_check_name="overall"[^}]*\} 1\.0', body)
     assert status == 0
