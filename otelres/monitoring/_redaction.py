@@ -126,8 +126,9 @@ class Redactor:
         self._key_cache: dict[str, bool] = {}
         self._pair = re.compile(
             r"(?P<key>" + _key_regex(keys) + r")"
-            r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
-            r"(?P<value>(?:(?:bearer|basic|digest|token)\s+)?[^\s\"',;&}\]]+)",
+            r"(?P<sep>[\"']?\s*[:=]\s*)"
+            r"(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'"
+            r"|(?P<value>(?:(?:bearer|basic|digest|token)\s+)?[^\s\"',;&}\]]+))",
             re.IGNORECASE,
         )
 
@@ -185,7 +186,12 @@ class Redactor:
 
 
 def _mask_pair(match: re.Match[str]) -> str:
-    return f"{match.group('key')}{match.group('sep')}{MASK}"
+    head = match.group("key") + match.group("sep")
+    if match.group("dq") is not None:
+        return f'{head}"{MASK}"'
+    if match.group("sq") is not None:
+        return f"{head}'{MASK}'"
+    return head + MASK
 
 
 def safe_str(value: object) -> str:

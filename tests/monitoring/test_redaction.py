@@ -64,6 +64,8 @@ def test_nested_containers_are_masked() -> None:
         ("https://h/p?symbol=BTC&token=t0k3n&x=1", "https://h/p?symbol=BTC&token=***&x=1"),
         ("client_secret = 's3cr3t'", "client_secret = '***'"),
         ("max_tokens=5 limit=3", "max_tokens=5 limit=3"),
+        ('{"password": "two words", "ok": 1}', '{"password": "***", "ok": 1}'),
+        ("{'secret': 'a b c', 'n': 2}", "{'secret': '***', 'n': 2}"),
     ],
 )
 def test_key_value_pairs_in_text_are_masked(text: str, expected: str) -> None:
