@@ -243,6 +243,23 @@ def _alerts_scenario() -> None:
     pipeline.shutdown()
 
 
+def _backup_scenario() -> None:
+    import tempfile
+
+    from otelres.backup import BackupError, BackupManager, RecoveryManager
+
+    folder = tempfile.TemporaryDirectory(prefix="otelres-contract-")
+    manager = BackupManager(f"{folder.name}/backups")
+    _keep.extend([folder, manager])
+    backup_id = manager.create_backup({"portfolio": {"cash": 1}}, backup_type="contract")
+    with pytest.raises(BackupError):
+        manager.create_backup(files=[f"{folder.name}/missing"], backup_type="contract")
+    recovery = RecoveryManager(manager)
+    assert recovery.verify(backup_id).ok
+    recovery.restore(backup_id, f"{folder.name}/restored", dry_run=True)
+    manager.prune(dry_run=True)
+
+
 def _raiser(exc: BaseException) -> Callable[[], Any]:
     def raise_it() -> Any:
         raise exc
@@ -263,6 +280,7 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "otelres.resilience._policy": _policy_scenario,
     "otelres.health._telemetry": _health_scenario,
     "otelres.monitoring._alerts": _alerts_scenario,
+    "otelres.backup._telemetry": _backup_scenario,
 }
 """Owner module -> a function making every instrument, span and event it owns appear."""
 

@@ -123,11 +123,11 @@ class RecoveryManager:
         :class:`BackupNotFoundError` for an unknown id or when no valid backup exists.
         """
         with _telemetry.backup_span(
-            self.manager._tracer_provider,
-            "otelres.backup.restore",
-            {"backup.id": backup_id, "backup.dry_run": dry_run},
-        ):
+            self.manager._tracer_provider, "otelres.backup.restore", {"backup.dry_run": dry_run}
+        ) as span:
             manifest, skipped = self.manager.resolve(backup_id)
+            if span is not None:
+                span.set_attribute("backup.id", manifest.backup_id)
             for skipped_id in skipped:
                 _log.warning("restore: damaged backup %s skipped", skipped_id)
             planned = self._plan(manifest)
