@@ -1,0 +1,66 @@
+"""Properties: any extra gives one valid JSON line, and a registered secret never survives."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otelres.monitoring import JsonLogFormatter, Redactor, TextLogFormatter, register_secret
+from otelres.monitoring._redaction import _forget_secrets
+
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(), st.binary()
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+SECRETS = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="*"), min_size=4, max_size=24
+)
+
+
+def _record(msg: Any, extra: dict[str, Any]) -> logging.LogRecord:
+    record = logging.LogRecord("prop", logging.INFO, __file__, 1, msg, (), None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extra=st.dictionaries(st.text(min_size=1, max_size=10), VALUES, max_size=5), msg=st.text())
+def test_any_extra_gives_one_valid_json_line(extra: dict[str, Any], msg: str) -> None:
+    """Whatever the extra values, the JSON formatter writes exactly one parseable JSON object line."""
+    line = JsonLogFormatter().format(_record(msg, extra))
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["logger"] == "prop"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(secret=SECRETS, before=st.text(max_size=20), after=st.text(max_size=20))
+def test_registered_secret_never_survives(secret: str, before: str, after: str) -> None:
+    """A registered secret embedded anywhere in message or fields is gone from JSON and text output."""
+    _forget_secrets()
+    register_secret(secret)
+    text = before + secret + after
+    record = _record(text, {"note": text, "nested": {"list": [text]}})
+    data = json.loads(JsonLogFormatter().format(record))
+    for value in (data["message"], data["note"], data["nested"]["list"][0]):
+        assert secret not in value
+    assert secret not in TextLogFormatter().format(record)
+
+
+@given(key=st.sampled_from(["api_key", "apiKey", "x-api-key", "password", "client_secret"]), value=VALUES)
+def test_sensitive_key_masks_any_value(key: str, value: Any) -> None:
+    """A sensitive key's value is masked whatever its type."""
+    assert Redactor().field(key, value) == "***"
