@@ -65,5 +65,19 @@ health-check: install  ## run the health checks: GREEN / YELLOW / RED table, exi
 health-check-json: install  ## the same, as the JSON report (docs/HEALTH_CHECKS.md)
 	$(PY) -m otelres health --json
 
+.PHONY: backup backup-list restore restore-backup
+backup: install  ## back up backup.files / backup.sqlite (or BACKUP_ARGS, e.g. --from state.json)
+	$(PY) -m otelres backup create --type manual $(BACKUP_ARGS)
+
+backup-list: install  ## list backups, newest first, with their status
+	$(PY) -m otelres backup list
+
+restore: install  ## restore the newest valid backup into ./restored/<id> (RESTORE_ARGS: --to DIR, --dry-run)
+	$(PY) -m otelres backup restore latest $(RESTORE_ARGS)
+
+restore-backup: install  ## restore one backup: make restore-backup BACKUP_ID=<id>
+	@test -n "$(BACKUP_ID)" || { echo "usage: make restore-backup BACKUP_ID=<id> (see make backup-list)" >&2; exit 2; }
+	$(PY) -m otelres backup restore "$(BACKUP_ID)" $(RESTORE_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
