@@ -368,6 +368,9 @@ def _handler_for(server: ExchangeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "otelres-local-exchange/1"
+        # Headers and body go out in separate writes; with Nagle on, keep-alive clients
+        # would wait ~40 ms for the delayed ACK on every request.
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
