@@ -406,7 +406,9 @@ class CircuitBreaker:
         """Call ``fn(*args, **kwargs)`` through the breaker and return its result.
 
         Raises :class:`~otelres.resilience.CircuitBreakerOpenError` without calling *fn*
-        while the breaker rejects calls; *fn*'s own exceptions propagate unchanged.
+        while the breaker rejects calls; *fn*'s own exceptions propagate unchanged. For an
+        ``async def`` use :meth:`call_async` (or decorate it): ``call`` would only see the
+        coroutine object being created.
         """
         storage = self._storage
         if storage.state is _CLOSED and self._plain and _otel._span_mode != "always":
