@@ -471,6 +471,11 @@ class CircuitBreaker:
         return guarded  # type: ignore[return-value]
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """The general path: admission (probes, rejections), timing, outcome accounting.
+
+        Only the admission and the accounting touch shared state, each briefly; *fn* runs
+        with no lock held, so slow calls never queue behind each other.
+        """
         permit = self._admit()
         start = self._clock() if self._slow_call_duration is not None else 0.0
         try:
@@ -484,6 +489,7 @@ class CircuitBreaker:
     async def _call_async(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
+        """The async twin of :meth:`_call`."""
         permit = self._admit()
         start = self._clock() if self._slow_call_duration is not None else 0.0
         try:
@@ -495,11 +501,18 @@ class CircuitBreaker:
         return result
 
     def _span_attributes(self) -> dict[str, str]:
+        """Attributes of the ``otelres.breaker`` span (mode ``always``)."""
         return {"breaker.name": self._name, "breaker.state": self._storage.state.value}
 
     # ------------------------------------------------------------------ the state machine
     def _admit(self) -> int:
-        """Let a call in (returning its probe permit, or _NO_PROBE) or raise the rejection."""
+        """Let a call in (returning its probe permit, or _NO_PROBE) or raise the rejection.
+
+        An open breaker whose period is over is moved to half-open by whichever caller
+        gets here first (a compare-and-set, so exactly one transition is reported); then
+        every caller competes for the probe permits, and those without one are rejected
+        with ``retry_after`` 0 instead of waiting for the probes.
+        """
         storage = self._storage
         for _ in range(8):
             state = storage.state
@@ -586,6 +599,11 @@ class CircuitBreaker:
             storage.reset_failures()
 
     def _failed(self, permit: int, slow: bool) -> None:
+        """Count a failure: a failed probe re-opens; in closed, judge the run and the window.
+
+        A call admitted while closed that fails after the breaker left ``closed`` is counted
+        in the metrics but changes nothing: the breaker already decided.
+        """
         next(self._failures)
         storage = self._storage
         if permit != _NO_PROBE:
@@ -618,6 +636,7 @@ class CircuitBreaker:
         return None
 
     def _trip(self, reason: str) -> None:
+        """Open a closed breaker for *reason*, the open period grown by its earlier trips."""
         snap = self._storage.snapshot()
         if snap.state is _CLOSED:
             self._move(_CLOSED, _OPEN, snap.generation, reason, snap.trips)

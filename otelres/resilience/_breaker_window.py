@@ -41,7 +41,11 @@ class OutcomeWindow(Protocol):
 
 
 class CountWindow:
-    """The outcomes of the last *size* calls."""
+    """The outcomes of the last *size* calls.
+
+    A ring buffer of one byte per call (bit 0 failed, bit 1 slow) with running totals, so
+    recording a call is O(1) whatever the size.
+    """
 
     __slots__ = ("_calls", "_failures", "_minimum", "_next", "_ring", "_size", "_slow")
 
@@ -81,7 +85,12 @@ class CountWindow:
 
 
 class TimeWindow:
-    """The outcomes of the calls made in the last *seconds* (by *clock*)."""
+    """The outcomes of the calls made in the last *seconds* (by *clock*).
+
+    ``BUCKETS`` buckets of *seconds* / ``BUCKETS`` each, with running totals; buckets that
+    slid out are emptied lazily when time is next read, so recording is O(1) amortized and
+    an idle window costs nothing.
+    """
 
     __slots__ = (
         "_bucket_calls",
