@@ -128,8 +128,6 @@ class RecoveryManager:
             manifest, skipped = self.manager.resolve(backup_id)
             if span is not None:
                 span.set_attribute("backup.id", manifest.backup_id)
-            for skipped_id in skipped:
-                _log.warning("restore: damaged backup %s skipped", skipped_id)
             planned = self._plan(manifest)
             chosen = Path(target) if target is not None else Path("restored") / manifest.backup_id
             if dry_run:
