@@ -56,9 +56,9 @@ def test_stop_does_not_wait_out_the_interval() -> None:
 
 async def test_task_runner_uses_the_running_loop() -> None:
     """Started inside a loop, the runner is a task on that loop; aclose() waits for it."""
-    checker, calls = _counting_checker()
+    checker, _ = _counting_checker()
     async with HealthRunner(checker, interval=0.02) as runner:
-        while len(calls) < 2:
+        while runner.runs < 2:
             await asyncio.sleep(0.01)
         assert runner._task is not None
     assert not runner.running
