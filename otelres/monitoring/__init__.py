@@ -34,13 +34,8 @@ if TYPE_CHECKING:
         WebhookAlertHandler,
         alert_payload,
     )
-    from otelres.monitoring._alerts import (
-        Alert,
-        AlertManager,
-        AlertRule,
-        breaker_open,
-        health_red,
-    )
+    from otelres.monitoring._alert_rules import Alert, AlertRule, breaker_open, health_red
+    from otelres.monitoring._alerts import AlertManager
     from otelres.monitoring._formatters import JsonLogFormatter, TextLogFormatter
     from otelres.monitoring._logging import (
         StructuredLogger,
@@ -83,11 +78,11 @@ _LAZY: dict[str, str] = {
     "LogAlertHandler": "_alert_handlers",
     "WebhookAlertHandler": "_alert_handlers",
     "alert_payload": "_alert_handlers",
-    "Alert": "_alerts",
+    "Alert": "_alert_rules",
+    "AlertRule": "_alert_rules",
+    "breaker_open": "_alert_rules",
+    "health_red": "_alert_rules",
     "AlertManager": "_alerts",
-    "AlertRule": "_alerts",
-    "breaker_open": "_alerts",
-    "health_red": "_alerts",
     "JsonLogFormatter": "_formatters",
     "TextLogFormatter": "_formatters",
     "StructuredLogger": "_logging",

@@ -32,7 +32,7 @@ from otelres._version import __version__
 from otelres.monitoring._redaction import register_secret
 
 if TYPE_CHECKING:
-    from otelres.monitoring._alerts import Alert
+    from otelres.monitoring._alert_rules import Alert
     from otelres.resilience import Retry
 
 __all__ = [

@@ -21,262 +21,27 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import operator
 import threading
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.metrics.export import MetricReader
 
 from otelres._otel import get_meter
+from otelres.monitoring._alert_rules import Alert, AlertRule, label_key
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricsData
 
-__all__ = [
-    "Alert",
-    "AlertHandler",
-    "AlertManager",
-    "AlertMetricReader",
-    "AlertRule",
-    "breaker_open",
-    "health_red",
-]
+__all__ = ["AlertHandler", "AlertManager", "AlertMetricReader"]
 
-Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
-Statistic = Literal["value", "count", "sum", "mean", "min", "max"]
-AlertHandler = Callable[["Alert"], object]
+AlertHandler = Callable[[Alert], object]
 """A notification target: any callable taking an :class:`Alert` (its return value is ignored)."""
-
-_COMPARE: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-_STATISTICS = ("value", "count", "sum", "mean", "min", "max")
 _log = logging.getLogger("otelres.alerts")
-
-
-def _label_key(attributes: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attributes.items()))
-
-
-@dataclass(frozen=True)
-class AlertRule:
-    """A threshold on an OTel instrument: ``<statistic of instrument> <comparison> <threshold>``.
-
-    * *instrument*: the instrument name (any meter, any kind), matched case-insensitively.
-    * *attributes*: a filter; a point matches when each listed attribute has the given
-      value, or one of the values when a tuple, list or set is given. Each matching
-      attribute set is its own alert.
-    * *for_seconds*: how long the condition must hold before the alert fires (0: at once).
-    * *window_seconds*: when set, the rule looks at the *increase* over the last window
-      instead of the cumulative value: the number of failures in the last 5 minutes,
-      not since start. For histograms the windowed ``mean`` is ``Δsum / Δcount``.
-    * *statistic*: what of a point is compared. Sums and gauges have one value
-      (``value``). Histograms: ``count``, ``sum``, ``mean`` (also ``value``), and without a
-      window ``min`` and ``max``.
-    * *summary*: a ``str.format`` template with ``{name}``, ``{value}``, ``{threshold}``,
-      ``{instrument}`` and ``{labels[attribute.name]}``; a readable default otherwise.
-
-    Invalid arguments raise ``ValueError`` naming the argument.
-    """
-
-    name: str
-    instrument: str
-    comparison: Comparison = ">"
-    threshold: float = 0.0
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    for_seconds: float = 0.0
-    window_seconds: float | None = None
-    statistic: Statistic = "value"
-    severity: str = "warning"
-    summary: str = ""
-
-    def __post_init__(self) -> None:
-        where = f"AlertRule {self.name!r}"
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"AlertRule(name): expected a non-empty string, got {self.name!r}")
-        if not isinstance(self.instrument, str) or not self.instrument:
-            raise ValueError(f"{where}: instrument must be a non-empty string, got {self.instrument!r}")
-        if self.comparison not in _COMPARE:
-            raise ValueError(
-                f"{where}: comparison must be one of {', '.join(_COMPARE)}, got {self.comparison!r}"
-            )
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)):
-            raise ValueError(f"{where}: threshold must be a number, got {self.threshold!r}")
-        if not isinstance(self.for_seconds, (int, float)) or self.for_seconds < 0:
-            raise ValueError(f"{where}: for_seconds must be a number >= 0, got {self.for_seconds!r}")
-        if self.window_seconds is not None and (
-            not isinstance(self.window_seconds, (int, float)) or self.window_seconds <= 0
-        ):
-            raise ValueError(
-                f"{where}: window_seconds must be a number > 0 or None, got {self.window_seconds!r}"
-            )
-        if self.statistic not in _STATISTICS:
-            raise ValueError(
-                f"{where}: statistic must be one of {', '.join(_STATISTICS)}, got {self.statistic!r}"
-            )
-        if self.window_seconds is not None and self.statistic in ("min", "max"):
-            raise ValueError(
-                f"{where}: statistic {self.statistic!r} cannot be taken over a window "
-                "(cumulative histograms keep min and max since start only)"
-            )
-        if not isinstance(self.attributes, Mapping):
-            raise ValueError(f"{where}: attributes must be a mapping, got {self.attributes!r}")
-        filters = {
-            str(k): frozenset(v) if isinstance(v, (tuple, list, set, frozenset)) else v
-            for k, v in self.attributes.items()
-        }
-        object.__setattr__(self, "attributes", types.MappingProxyType(filters))
-
-    def matches(self, attributes: Mapping[str, Any]) -> bool:
-        """Whether a point with *attributes* passes this rule's attribute filter."""
-        for key, wanted in self.attributes.items():
-            if key not in attributes:
-                return False
-            have = attributes[key]
-            if isinstance(wanted, frozenset):
-                if have not in wanted:
-                    return False
-            elif have != wanted:
-                return False
-        return True
-
-    def holds(self, value: float) -> bool:
-        """Whether *value* meets the condition."""
-        return _COMPARE[self.comparison](value, self.threshold)
-
-    def describe(self, value: float | None, labels: Mapping[str, Any]) -> str:
-        """The summary of an alert of this rule for *value* and *labels*."""
-        if self.summary:
-            try:
-                return self.summary.format(
-                    name=self.name,
-                    value=value,
-                    threshold=self.threshold,
-                    instrument=self.instrument,
-                    labels=labels,
-                )
-            except (KeyError, IndexError, ValueError, AttributeError):
-                return self.summary
-        shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        what = self.instrument if self.statistic == "value" else f"{self.statistic}({self.instrument})"
-        if self.window_seconds is not None:
-            what = f"increase of {what} over {self.window_seconds:g}s"
-        current = "no value" if value is None else f"{value:g}"
-        return f"{what}{{{shown}}} {self.comparison} {self.threshold:g} (now {current})"
-
-
-def health_red(
-    check: str | None = None,
-    *,
-    for_seconds: float = 60.0,
-    name: str | None = None,
-    severity: str = "critical",
-) -> AlertRule:
-    """A rule that fires when health check *check* (any check when None) is RED for *for_seconds*.
-
-    Reads the ``otelres.health.status`` gauge (0 green, 1 yellow, 2 red) that
-    ``otelres.health`` publishes, one alert per ``health.check.name``.
-    """
-    return AlertRule(
-        name=name or (f"health_red:{check}" if check else "health_red"),
-        instrument="otelres.health.status",
-        comparison=">=",
-        threshold=2,
-        attributes={"health.check.name": check} if check else {},
-        for_seconds=for_seconds,
-        severity=severity,
-        summary="health check {labels[health.check.name]} is RED",
-    )
-
-
-def breaker_open(
-    breaker: str | None = None,
-    *,
-    for_seconds: float = 0.0,
-    states: Sequence[str] = ("open",),
-    name: str | None = None,
-    severity: str = "critical",
-) -> AlertRule:
-    """A rule that fires while circuit breaker *breaker* (any breaker when None) is open.
-
-    Reads the ``otelres.breaker.state`` gauge (1 for each breaker's current
-    ``breaker.state``), one alert per ``breaker.name``. Pass
-    ``states=("open", "forced_open")`` to alert on breakers opened by hand too.
-    """
-    attributes: dict[str, Any] = {"breaker.state": tuple(states)}
-    if breaker:
-        attributes["breaker.name"] = breaker
-    return AlertRule(
-        name=name or (f"breaker_open:{breaker}" if breaker else "breaker_open"),
-        instrument="otelres.breaker.state",
-        comparison="==",
-        threshold=1,
-        attributes=attributes,
-        for_seconds=for_seconds,
-        severity=severity,
-        summary="circuit breaker {labels[breaker.name]} is {labels[breaker.state]}",
-    )
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One notification about one alert: what fired (or resolved), where, and the value seen.
-
-    ``started_at`` / ``resolved_at`` are Unix times in seconds; ``notification`` counts the
-    firing notifications of this alert so far (2 and up are re-notifications);
-    ``fingerprint`` identifies the alert (rule plus labels) across notifications.
-    """
-
-    name: str
-    status: Literal["firing", "resolved"]
-    severity: str
-    summary: str
-    instrument: str
-    labels: Mapping[str, Any]
-    value: float | None
-    comparison: str
-    threshold: float
-    started_at: float
-    resolved_at: float | None
-    fingerprint: str
-    notification: int
-    service: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The alert as JSON-ready data (the webhook payload; times as ISO 8601 UTC)."""
-        return {
-            "status": self.status,
-            "name": self.name,
-            "severity": self.severity,
-            "summary": self.summary,
-            "service": self.service,
-            "instrument": self.instrument,
-            "labels": dict(self.labels),
-            "value": self.value,
-            "comparison": self.comparison,
-            "threshold": self.threshold,
-            "started_at": _iso(self.started_at),
-            "resolved_at": None if self.resolved_at is None else _iso(self.resolved_at),
-            "fingerprint": self.fingerprint,
-            "notification": self.notification,
-        }
-
-
-def _iso(unix: float) -> str:
-    whole = int(unix)
-    millis = int((unix - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
 class _Series:
@@ -460,10 +225,16 @@ class AlertManager:
         return received
 
     def _take_received(self) -> list[Alert] | None:
+        """The notifications the last collection produced, forgetting them."""
         received, self._received = self._received, None
         return received
 
     def _on_metrics(self, data: MetricsData) -> None:
+        """Evaluate a collection handed over by the reader (whoever asked for it).
+
+        Within :meth:`evaluate` the notifications are left for it to send once the state
+        lock is released; a collection triggered elsewhere (``force_flush``) sends them here.
+        """
         with self._state_lock:
             notifications = self._process(data)
             if self._evaluating == threading.get_ident():
@@ -472,6 +243,12 @@ class AlertManager:
         self._dispatch(notifications)
 
     def _process(self, data: MetricsData | None) -> list[Alert]:
+        """Step every rule's series through the collected *data*; the notifications due.
+
+        Points are indexed by lower-cased instrument name; every matching point is a series.
+        Series not reported this time step with a false condition (so they resolve) and are
+        forgotten, which keeps memory bounded by what the pipeline reports.
+        """
         now = self._clock()
         index: dict[str, list[tuple[Mapping[str, Any], Any]]] = {}
         for resource_metrics in data.resource_metrics if data is not None else ():
@@ -486,7 +263,7 @@ class AlertManager:
             for attributes, point in index.get(rule.instrument.lower(), ()):
                 if not rule.matches(attributes):
                     continue
-                key = (rule.name, _label_key(attributes))
+                key = (rule.name, label_key(attributes))
                 seen.add(key)
                 series = self._series.get(key)
                 if series is None:
@@ -509,6 +286,12 @@ class AlertManager:
 
     @staticmethod
     def _measure(rule: AlertRule, series: _Series, point: Any, now: float) -> float | None:
+        """The value *rule* compares for *point*: its statistic, over the window when set.
+
+        Windowed rules keep (time, count, sum) samples per series, pruned to the window plus
+        one older sample that serves as the baseline. None when there is nothing to compare
+        (a windowed mean without new recordings, a histogram without min/max).
+        """
         histogram = not hasattr(point, "value")
         if histogram:
             count, total = float(point.count), float(point.sum)
@@ -537,6 +320,7 @@ class AlertManager:
         return None if bound is None or math.isinf(bound) else float(bound)
 
     def _step(self, rule: AlertRule, series: _Series, holds: bool, now: float, out: list[Alert]) -> None:
+        """Move *series* through pending / firing / resolved, appending notifications to *out*."""
         if holds:
             if series.pending_since is None:
                 series.pending_since = now
@@ -560,14 +344,16 @@ class AlertManager:
                 out.append(self._alert(rule, series, "resolved", self._wall()))
 
     def _count_fired(self, rule: AlertRule) -> None:
+        """Add one to ``otelres.alerts.fired`` for *rule*."""
         try:
             self._fired.add(1, {"alert.name": rule.name, "alert.severity": rule.severity})
         except Exception:  # telemetry never breaks alerting
             _log.debug("otelres: counting an alert failed", exc_info=True)
 
     def _alert(self, rule: AlertRule, series: _Series, status: Any, resolved_at: float | None) -> Alert:
+        """The :class:`Alert` record of *series* with *status*."""
         labels = types.MappingProxyType(dict(series.labels))
-        digest = hashlib.sha256(repr((rule.name, _label_key(series.labels))).encode()).hexdigest()
+        digest = hashlib.sha256(repr((rule.name, label_key(series.labels))).encode()).hexdigest()
         return Alert(
             name=rule.name,
             status=status,
@@ -586,6 +372,7 @@ class AlertManager:
         )
 
     def _dispatch(self, notifications: list[Alert]) -> None:
+        """Hand each notification to every handler in turn; a failure is logged and counted."""
         if not notifications:
             return
         with self._state_lock:
@@ -636,6 +423,7 @@ class AlertManager:
         self._thread = None
 
     def _run(self) -> None:
+        """The background loop: evaluate every interval, never dying on an error."""
         warned = False
         while not self._stop.wait(self.interval_seconds):
             try:
