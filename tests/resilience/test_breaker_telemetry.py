@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,8 @@ from opentelemetry.trace import StatusCode
 
 from otelres import _otel
 from otelres.resilience import CircuitBreakerOpenError
-from otelres.resilience._breaker import CircuitBreaker
+from otelres.resilience._breaker import BreakerState, CircuitBreaker
+from otelres.resilience._breaker_storage import LocalBreakerStorage
 from otelres.testing import FakeClock, TelemetryCapture, capture_telemetry
 
 
@@ -313,3 +315,71 @@ def test_breakers_sharing_a_name_are_one_series(capture: TelemetryCapture) -> No
         for p in capture.points("otelres.breaker.state", **{"breaker.name": "twin"})
     }
     assert (states["open"], states["closed"], states["half_open"]) == (1, 1, 0)
+
+
+class _FlakyStateStorage(LocalBreakerStorage):
+    """A local storage whose state read can be made to fail, like an unreachable server."""
+
+    __slots__ = ("_state", "broken")
+
+    def __init__(self) -> None:
+        self.broken = False
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def state(self) -> BreakerState:
+        if self.broken:
+            raise ConnectionError("state store unreachable")
+        return self._state
+
+    @state.setter
+    def state(self, value: BreakerState) -> None:
+        self._state = value
+
+
+def test_a_failing_breaker_never_breaks_collection(
+    capture: TelemetryCapture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If reading one breaker fails at collection, it is logged and the other instruments report."""
+    storage = _FlakyStateStorage()
+    breaker = CircuitBreaker("flaky-store", storage=storage, meter_provider=capture.meter_provider)
+    breaker.call(int)
+    storage.broken = True
+    assert capture.value("otelres.breaker.calls", **{"breaker.name": "flaky-store"}) == 1
+    assert capture.points("otelres.breaker.state", **{"breaker.name": "flaky-store"}) == []
+    assert "collecting otelres.breaker.state failed" in caplog.text
+
+
+def test_a_failing_metric_exporter_never_reaches_the_caller(clock: FakeClock) -> None:
+    """With an exporter that raises on every export, guarded calls behave exactly the same."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+
+    class Exploding(MetricExporter):
+        exports = 0
+
+        def export(self, metrics_data: Any, timeout_millis: float = 0, **kwargs: Any) -> Any:
+            Exploding.exports += 1
+            raise ConnectionError("collector gone")
+
+        def force_flush(self, timeout_millis: float = 0) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
+            return None
+
+    reader = PeriodicExportingMetricReader(Exploding(), export_interval_millis=5)
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        breaker = CircuitBreaker(
+            "exported", failure_threshold=3, clock=clock, meter_provider=provider
+        )
+        deadline = time.monotonic() + 0.2
+        calls = 0
+        while time.monotonic() < deadline or Exploding.exports < 2:
+            assert breaker.call(int) == 0
+            calls += 1
+            time.sleep(0.001)
+        assert breaker.get_state()["metrics"]["success_calls"] == calls
+    finally:
+        provider.shutdown()
