@@ -45,7 +45,13 @@ _log = logging.getLogger("otelres.alerts")
 
 
 class _Series:
-    """The evaluation state of one rule for one attribute set."""
+    """The evaluation state of one rule for one attribute set.
+
+    ``pending_since`` is the monotonic time the condition started holding (None when it does
+    not); ``firing``, ``started_at`` (Unix time), ``last_notified`` (monotonic) and
+    ``notifications`` track the firing alert; ``value`` is the last measured value and
+    ``samples`` the (time, count, sum) history of a windowed rule.
+    """
 
     __slots__ = (
         "firing",
@@ -77,12 +83,14 @@ class AlertMetricReader(MetricReader):
     """
 
     def __init__(self, manager: AlertManager) -> None:
+        """A reader with the SDK's default (cumulative) temporality, reporting to *manager*."""
         super().__init__()
         self._manager = manager
 
     def _receive_metrics(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> None:
+        """Called by the SDK with each collection: evaluate it."""
         self._manager._on_metrics(metrics_data)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
@@ -444,6 +452,7 @@ class AlertManager:
 
 
 def _handler_name(handler: AlertHandler) -> str:
+    """The ``alert.handler`` attribute value: its ``name``, its ``__name__``, or its type's name."""
     name = getattr(handler, "name", None)
     if isinstance(name, str) and name:
         return name

@@ -76,6 +76,7 @@ class _UtcClock:
         self._cache: tuple[int, str] = (-1, "")
 
     def __call__(self, created: float, msecs: float) -> str:
+        """The timestamp of a record created at *created* (Unix seconds) with *msecs*."""
         second = int(created)
         cached = self._cache
         if cached[0] != second:
@@ -93,6 +94,7 @@ class _TraceFields:
         self._last: tuple[object, tuple[str, str, str]] | None = None
 
     def __call__(self, out: dict[str, Any]) -> None:
+        """Set ``trace_id``, ``span_id`` and ``trace_flags`` in *out* when a span is active."""
         context = get_current_span().get_span_context()
         if not context.is_valid:
             return
@@ -218,6 +220,7 @@ class TextLogFormatter(logging.Formatter):
 
 
 def _text_value(value: Any) -> str:
+    """A field value for a text line: quoted (with escapes) when it holds spaces or quotes."""
     text = value if isinstance(value, str) else safe_str(value)
     if not text or any(c.isspace() for c in text) or '"' in text:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
@@ -225,6 +228,7 @@ def _text_value(value: Any) -> str:
 
 
 def _failure_line(record: logging.LogRecord, exc: BaseException) -> dict[str, Any]:
+    """What is written instead of a record that could not be formatted: level, logger, why."""
     return {
         "level": safe_str(getattr(record, "levelname", "ERROR")),
         "logger": safe_str(getattr(record, "name", "?")),

@@ -47,6 +47,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _attr_key(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """A hashable key for a gauge series (list values become tuples)."""
     if not attributes:
         return ()
     return tuple(
@@ -150,6 +151,12 @@ class MetricsCollector:
 
     # ------------------------------------------------------------------ creation
     def _create(self, name: str, kind: str, unit: str, description: str) -> Any:
+        """Create (once, under the lock) the instrument of *kind* for *name* and cache it.
+
+        Validates the name here, on the first use only, so the hot path never pays for it.
+        Timers advise second-sized histogram buckets: the SDK's default buckets are meant
+        for milliseconds and would put every duration in the first bucket.
+        """
         if not isinstance(name, str) or _NAME.fullmatch(self.namespace + name) is None:
             raise ValueError(
                 f"metric name {name!r}: not a valid OpenTelemetry instrument name "
@@ -187,6 +194,7 @@ def _gauge_callback(
     series: dict[tuple[tuple[str, Any], ...], tuple[float, Attributes | None]],
 ) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def observe(options: CallbackOptions) -> Iterable[Observation]:
+        """The current value of every series (read at collection time)."""
         return [Observation(value, attributes) for value, attributes in list(series.values())]
 
     return observe
@@ -211,6 +219,7 @@ class Timer:
         self.elapsed: float | None = None
 
     def _record(self, seconds: float, exc_type: type[BaseException] | None) -> None:
+        """Record *seconds*, with ``error.type`` when the measured code raised *exc_type*."""
         self.elapsed = seconds
         attributes = self._attributes
         if exc_type is not None:

@@ -40,6 +40,7 @@ _SEVERITY = {
 
 
 def _severity(record: logging.LogRecord) -> tuple[SeverityNumber, str]:
+    """OTel severity number and text for *record*'s level (WARN and FATAL as OTel spells them)."""
     known = _SEVERITY.get(record.levelno)
     if known is not None:
         return known
@@ -94,6 +95,7 @@ class OTelLogHandler(logging.Handler):
         self._loggers: dict[str, Logger] = {}
 
     def _logger(self, name: str) -> Logger:
+        """The OTel logger (instrumentation scope) for Python logger *name*, made once."""
         logger = self._loggers.get(name)
         if logger is None:
             logger = self.logger_provider.get_logger(name)
