@@ -18,14 +18,17 @@ others.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
+import inspect
 import logging
 import math
 import threading
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.metrics.export import MetricReader
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["AlertHandler", "AlertManager", "AlertMetricReader"]
 
 AlertHandler = Callable[[Alert], object]
-"""A notification target: any callable taking an :class:`Alert` (its return value is ignored)."""
+"""A notification target: any callable taking an :class:`Alert`; an ``async def`` works too."""
 _log = logging.getLogger("otelres.alerts")
 
 
@@ -157,6 +160,7 @@ class AlertManager:
         self._evaluating: int | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._tasks: set[asyncio.Task[object]] = set()
         meter = get_meter(meter_provider)
         self._fired = meter.create_counter(
             "otelres.alerts.fired",
@@ -387,30 +391,68 @@ class AlertManager:
             handlers = list(self._handlers)
         for alert in notifications:
             for handler in handlers:
-                name = _handler_name(handler)
+                self._notify(handler, alert)
+
+    def _notify(self, handler: AlertHandler, alert: Alert) -> None:
+        """Call one handler; an awaitable it returns is run to completion or scheduled.
+
+        Without a running event loop in this thread (the background thread) the awaitable
+        runs here with ``asyncio.run``; inside a running loop (``evaluate()`` called from
+        async code) it becomes a task of that loop, counted when it finishes.
+        """
+        name = _handler_name(handler)
+        try:
+            result = handler(alert)
+            if inspect.isawaitable(result):
                 try:
-                    handler(alert)
-                    outcome = "success"
-                except Exception:
-                    outcome = "failure"
-                    _log.exception(
-                        "otelres: alert handler %s failed for %s (%s); the other handlers still run",
-                        name,
-                        alert.name,
-                        alert.status,
-                    )
-                try:
-                    self._notified.add(
-                        1,
-                        {
-                            "alert.name": alert.name,
-                            "alert.status": alert.status,
-                            "alert.handler": name,
-                            "alert.outcome": outcome,
-                        },
-                    )
-                except Exception:
-                    _log.debug("otelres: counting a notification failed", exc_info=True)
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    asyncio.run(_awaited(result))
+                else:
+                    task = loop.create_task(_awaited(result))
+                    self._tasks.add(task)
+                    task.add_done_callback(functools.partial(self._task_done, name, alert))
+                    return
+        except Exception:
+            self._handled(name, alert, failed=True)
+            return
+        self._handled(name, alert, failed=False)
+
+    def _task_done(self, name: str, alert: Alert, task: asyncio.Task[object]) -> None:
+        """Count (and log) the outcome of an async handler scheduled on a running loop."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self._handled(name, alert, failed=False)
+            return
+        try:
+            raise error
+        except Exception:
+            self._handled(name, alert, failed=True)
+
+    def _handled(self, name: str, alert: Alert, *, failed: bool) -> None:
+        """Log a failure (inside the ``except`` that caught it) and count the notification."""
+        if failed:
+            _log.exception(
+                "otelres: alert handler %s failed for %s (%s); the other handlers still run",
+                name,
+                alert.name,
+                alert.status,
+            )
+        try:
+            self._notified.add(
+                1,
+                {
+                    "alert.name": alert.name,
+                    "alert.status": alert.status,
+                    "alert.handler": name,
+                    "alert.outcome": "failure" if failed else "success",
+                },
+            )
+        except Exception:
+            _log.debug("otelres: counting a notification failed", exc_info=True)
 
     # ------------------------------------------------------------------ background thread
     def start(self) -> None:
@@ -449,6 +491,11 @@ class AlertManager:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+async def _awaited(awaitable: Awaitable[object]) -> object:
+    """A coroutine awaiting *awaitable* (``asyncio.run`` and ``create_task`` want coroutines)."""
+    return await awaitable
 
 
 def _handler_name(handler: AlertHandler) -> str:

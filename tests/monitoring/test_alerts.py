@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -352,3 +353,40 @@ def test_health_red_fires_for_a_real_health_checker(rig_factory: Callable[..., R
     assert rig.step() == []
     (alert,) = rig.step(30)
     assert alert.labels == {"health.check.name": "alerts-exchange"}
+
+
+def test_async_handler_runs_without_an_event_loop(rig_factory: Callable[..., Rig]) -> None:
+    """An async def handler is awaited to completion when evaluation runs outside any event loop."""
+    got: list[str] = []
+
+    async def notify(alert: Alert) -> None:
+        await asyncio.sleep(0)
+        got.append(alert.status)
+
+    rig = rig_factory([AlertRule("errors", "app.errors", ">", 0)])
+    rig.manager.add_handler(notify)
+    rig.metrics.increment("app.errors")
+    rig.step()
+    assert got == ["firing"]
+
+
+async def test_async_handler_becomes_a_task_inside_a_running_loop(
+    rig_factory: Callable[..., Rig], telemetry: TelemetryCapture
+) -> None:
+    """Evaluated from async code, an async handler runs as a task of that loop and is counted when done."""
+    done = asyncio.Event()
+
+    async def notify_async(alert: Alert) -> None:
+        done.set()
+        raise RuntimeError("pager down")
+
+    rig = rig_factory([AlertRule("async_task_rule", "app.errors", ">", 0)])
+    rig.manager.add_handler(notify_async)
+    rig.metrics.increment("app.errors")
+    rig.step()
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.sleep(0)
+    assert telemetry.value(
+        "otelres.alerts.notifications",
+        **{"alert.name": "async_task_rule", "alert.handler": "notify_async", "alert.outcome": "failure"},
+    ) == 1
