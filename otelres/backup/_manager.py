@@ -14,15 +14,11 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
-import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otelres.backup import _telemetry
@@ -33,17 +29,24 @@ from otelres.backup._manifest import (
     EntryRecord,
     Manifest,
     ManifestError,
-    check_entry_name,
     check_type,
     decode_manifest,
     encode_manifest,
     new_backup_id,
     parse_backup_id,
-    restore_path,
 )
-from otelres.backup._pipeline import is_large, json_pieces, pipelined
+from otelres.backup._pipeline import json_pieces, pipelined
 from otelres.backup._reader import EntryDamaged, check_entries, iter_entry
 from otelres.backup._retention import RetentionPlan, RetentionPolicy, plan_retention
+from otelres.backup._sources import (
+    LargeJson,
+    PathLike,
+    PlannedEntry,
+    Source,
+    plan_entries,
+    read_chunks,
+    sqlite_snapshot,
+)
 from otelres.backup._storage import (
     BackupExistsError,
     BackupStorage,
@@ -62,11 +65,8 @@ if TYPE_CHECKING:
 __all__ = ["BackupManager", "PruneResult", "VerifyReport"]
 
 _log = logging.getLogger("otelres.backup")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _ID_ATTEMPTS = 8
 _PIPELINE_FILE_BYTES = 8 << 20
-
-PathLike = str | os.PathLike[str]
 
 _issue_lock = threading.Lock()
 _last_issued: list[datetime] = []
@@ -243,7 +243,7 @@ class BackupManager:
             with _telemetry.backup_span(
                 self._tracer_provider, "otelres.backup.create", attributes
             ) as span:
-                plan = self._plan_entries(data, files, sqlite, json_default)
+                plan = plan_entries(data, files, sqlite, json_default)
                 key = self._key(required=True)
                 meta = {str(k): str(v) for k, v in (metadata or {}).items()}
                 backup_id, size = self._write(plan, backup_type, meta, key)
@@ -269,45 +269,6 @@ class BackupManager:
         )
         return backup_id
 
-    def _plan_entries(
-        self,
-        data: Mapping[str, Any] | None,
-        files: Mapping[str, PathLike] | Iterable[PathLike] | None,
-        sqlite: Mapping[str, PathLike] | Iterable[PathLike] | None,
-        json_default: Callable[[Any], Any] | None,
-    ) -> list[tuple[str, str, _Source]]:
-        plan: list[tuple[str, str, _Source]] = []
-        if data is not None:
-            if not isinstance(data, Mapping):
-                raise BackupError(
-                    "data: expected a mapping of entry names to JSON values, "
-                    f"got {type(data).__name__}"
-                )
-            for name, value in data.items():
-                check_entry_name(name)
-                if is_large(value):
-                    plan.append((name, "json", _LargeJson(value, json_default)))
-                else:
-                    plan.append((name, "json", _to_json(name, value, json_default)))
-        for kind, given in (("file", files), ("sqlite", sqlite)):
-            for name, path in _named_paths(kind, given):
-                plan.append((name, kind, _check_source(kind, name, path)))
-        if not plan:
-            raise BackupError(
-                "nothing to back up: pass data, files or sqlite databases "
-                "(CLI: --from, --file, --sqlite, or backup.files / backup.sqlite in config)"
-            )
-        seen: dict[str, str] = {}
-        for name, kind, _ in plan:
-            where = str(restore_path(name, kind))
-            if where in seen:
-                raise BackupError(
-                    f"entries {seen[where]!r} and {name!r} would restore to the same path "
-                    f"{where!r}; give them distinct names"
-                )
-            seen[where] = name
-        return plan
-
     def _new_id(self, backup_type: str) -> tuple[str, datetime]:
         if self._clock is not None:
             moment = self._clock().astimezone(timezone.utc)
@@ -322,7 +283,7 @@ class BackupManager:
 
     def _write(
         self,
-        plan: list[tuple[str, str, _Source]],
+        plan: list[PlannedEntry],
         backup_type: str,
         metadata: Mapping[str, str],
         key: bytes | None,
@@ -371,7 +332,7 @@ class BackupManager:
         raise BackupError(f"could not find a free backup id in {self.location}")
 
     def _write_entry(
-        self, staged: StagedBackup, path: str, name: str, kind: str, source: _Source
+        self, staged: StagedBackup, path: str, name: str, kind: str, source: Source
     ) -> EntryRecord:
         plain = hashlib.sha256()
         stored = hashlib.sha256()
@@ -399,7 +360,7 @@ class BackupManager:
         if isinstance(source, bytes):
             view = memoryview(source)
             staged.write_entry(path, stream(view[i : i + CHUNK] for i in range(0, len(view), CHUNK)))
-        elif isinstance(source, _LargeJson):
+        elif isinstance(source, LargeJson):
             try:
                 pipelined(json_pieces(source.value, source.default), sink)
             except (TypeError, ValueError) as exc:
@@ -407,12 +368,12 @@ class BackupManager:
             except RecursionError:
                 raise BackupError(f"entry {name!r}: nested too deeply to serialize") from None
         elif kind == "sqlite":
-            with _SqliteSnapshot(name, source) as snapshot:
-                pipelined(_read_chunks(snapshot), sink)
+            with sqlite_snapshot(name, source) as snapshot:
+                pipelined(read_chunks(snapshot), sink)
         elif source.stat().st_size > _PIPELINE_FILE_BYTES:
-            pipelined(_read_chunks(source), sink)
+            pipelined(read_chunks(source), sink)
         else:
-            sink(_read_chunks(source))
+            sink(read_chunks(source))
         return EntryRecord(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -561,7 +522,7 @@ class BackupManager:
             _log.warning("backup %s failed verification: %s", backup_id, report)
         return report
 
-    def resolve(self, backup_id: str = "latest") -> tuple[Manifest, tuple[str, ...]]:
+    def _resolve(self, backup_id: str = "latest") -> tuple[Manifest, tuple[str, ...]]:
         """The checked manifest of *backup_id*, or of the newest backup that passes every
         check for ``"latest"``; also the ids of damaged backups skipped on the way.
 
@@ -613,7 +574,7 @@ class BackupManager:
             self._require(backup_id)
         key = self._key(required=True)
         if backup_id == "latest":
-            manifest, _ = self.resolve("latest")
+            manifest, _ = self._resolve("latest")
         else:
             try:
                 manifest = self._manifest(backup_id, key)
@@ -743,112 +704,6 @@ class BackupManager:
 
 
 # --------------------------------------------------------------------------- helpers
-@dataclass(frozen=True)
-class _LargeJson:
-    """A big JSON value, serialized in slices while it is written (see ``_pipeline``)."""
-
-    value: Any
-    default: Callable[[Any], Any] | None
-
-
-_Source = bytes | _LargeJson | Path
-
-
-def _to_json(name: str, value: Any, default: Callable[[Any], Any] | None) -> bytes:
-    try:
-        return json.dumps(value, separators=(",", ":"), default=default).encode("ascii")
-    except (TypeError, ValueError) as exc:
-        raise BackupError(f"entry {name!r}: not JSON-serializable: {exc}") from None
-    except RecursionError:
-        raise BackupError(f"entry {name!r}: nested too deeply to serialize") from None
-
-
-def _named_paths(
-    kind: str, given: Mapping[str, PathLike] | Iterable[PathLike] | None
-) -> list[tuple[str, Path]]:
-    if given is None:
-        return []
-    if isinstance(given, (str, os.PathLike)):
-        given = [given]
-    if isinstance(given, Mapping):
-        pairs = [(name, Path(path)) for name, path in given.items()]
-    else:
-        pairs = [(Path(path).name, Path(path)) for path in given]
-    for name, path in pairs:
-        try:
-            check_entry_name(name)
-        except BackupError as exc:
-            raise BackupError(f"{kind} {str(path)!r}: {exc}") from None
-    return pairs
-
-
-def _check_source(kind: str, name: str, path: Path) -> Path:
-    label = "SQLite database" if kind == "sqlite" else "file"
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise BackupError(f"{label} {str(path)!r} (entry {name!r}): no such file") from None
-    except OSError as exc:
-        raise BackupError(f"{label} {str(path)!r} (entry {name!r}): {exc.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise BackupError(f"{label} {str(path)!r} (entry {name!r}): not a regular file")
-    if kind == "sqlite" and info.st_size:
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(len(_SQLITE_MAGIC))
-        except OSError as exc:
-            raise BackupError(f"{label} {str(path)!r}: {exc.strerror}") from None
-        if head != _SQLITE_MAGIC:
-            raise BackupError(f"{str(path)!r} (entry {name!r}) is not an SQLite database")
-    return path
-
-
-def _read_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while True:
-            chunk = fh.read(CHUNK)
-            if not chunk:
-                return
-            yield chunk
-
-
-class _SqliteSnapshot:
-    """A consistent copy of an SQLite database in a private temporary file."""
-
-    def __init__(self, name: str, source: Path) -> None:
-        self._name = name
-        self._source = source
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-
-    def __enter__(self) -> Path:
-        from urllib.parse import quote
-
-        self._dir = tempfile.TemporaryDirectory(prefix="otelres-sqlite-")
-        target = Path(self._dir.name) / "snapshot.db"
-        uri = f"file:{quote(str(self._source.resolve()))}?mode=ro"
-        try:
-            src = sqlite3.connect(uri, uri=True, timeout=30)
-            try:
-                dst = sqlite3.connect(target)
-                try:
-                    src.backup(dst)
-                finally:
-                    dst.close()
-            finally:
-                src.close()
-        except sqlite3.Error as exc:
-            self._dir.cleanup()
-            raise BackupError(
-                f"SQLite database {str(self._source)!r} (entry {self._name!r}): {exc}"
-            ) from None
-        os.chmod(target, 0o600)
-        return target
-
-    def __exit__(self, *exc: object) -> None:
-        if self._dir is not None:
-            self._dir.cleanup()
-
-
 def _pending_info(pending: PendingWrite) -> BackupInfo:
     parsed = parse_backup_id(pending.backup_id)
     moment, backup_type = parsed if parsed else (datetime.fromtimestamp(0, timezone.utc), "?")

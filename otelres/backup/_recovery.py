@@ -125,7 +125,7 @@ class RecoveryManager:
         with _telemetry.backup_span(
             self.manager._tracer_provider, "otelres.backup.restore", {"backup.dry_run": dry_run}
         ) as span:
-            manifest, skipped = self.manager.resolve(backup_id)
+            manifest, skipped = self.manager._resolve(backup_id)
             if span is not None:
                 span.set_attribute("backup.id", manifest.backup_id)
             planned = self._plan(manifest)
