@@ -236,6 +236,9 @@ class LocalDirectoryStorage:
         found = []
         now = time.time()
         for name in self._names():
+            if name.startswith(_DEL_PREFIX):
+                self._sweep_deleted(name)
+                continue
             if not name.startswith(_TMP_PREFIX):
                 continue
             backup_id, _, pid_text = name[len(_TMP_PREFIX) :].rpartition("-")
@@ -246,6 +249,13 @@ class LocalDirectoryStorage:
             pid = int(pid_text) if pid_text.isdigit() else -1
             found.append(PendingWrite(name, backup_id, now - mtime, _pid_alive(pid)))
         return found
+
+    def _sweep_deleted(self, name: str) -> None:
+        # A deletion renames the backup away first; if its process died during the
+        # removal, the rest of the already-deleted backup is garbage.
+        _, _, pid_text = name.rpartition("-")
+        if not (pid_text.isdigit() and _pid_alive(int(pid_text))):
+            shutil.rmtree(self.root / name, ignore_errors=True)
 
     def _backup_dir(self, backup_id: str) -> Path:
         if parse_backup_id(backup_id) is None:
@@ -324,6 +334,3 @@ class LocalDirectoryStorage:
         if not name.startswith(_TMP_PREFIX) or "/" in name:
             raise UnsafeEntryError(f"not a staging name: {name!r}")
         shutil.rmtree(self.root / name, ignore_errors=True)
-        for leftover in self._names():
-            if leftover.startswith(_DEL_PREFIX):
-                shutil.rmtree(self.root / leftover, ignore_errors=True)

@@ -379,3 +379,14 @@ def test_a_failed_write_leaves_nothing(manager: BackupManager, backup_dir: Path)
         manager.create_backup(files=[good, unreadable])
     assert manager.list_backups() == []
     assert os.listdir(backup_dir) == []
+
+
+def test_a_deletion_interrupted_by_a_crash_is_finished_later(
+    manager: BackupManager, backup_dir: Path
+) -> None:
+    """A backup renamed away for deletion by a process that died is neither listed nor left on disk."""
+    backup_id = manager.create_backup({"n": 1})
+    keep = manager.create_backup({"n": 2})
+    (backup_dir / backup_id).rename(backup_dir / f".del-{backup_id}-999999999")
+    assert [b.backup_id for b in manager.list_backups()] == [keep]
+    assert sorted(os.listdir(backup_dir)) == [keep]
