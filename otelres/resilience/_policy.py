@@ -45,7 +45,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from otelres import _otel
 from otelres.resilience import _telemetry as tel
@@ -304,17 +304,21 @@ class Policy:
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` through every guard of this policy."""
-        if (_otel.span_mode() if self._mode is None else self._mode) == "always":
+        if (self._mode or _otel._span_mode) == "always":
             with tel.guarded_span(self._tracer, "otelres.policy", {"policy.name": self.name}):
-                return cast(T, self._invoke(fn, args, kwargs))
-        return cast(T, self._invoke(fn, args, kwargs))
+                traced: T = self._invoke(fn, args, kwargs)
+                return traced
+        result: T = self._invoke(fn, args, kwargs)
+        return result
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """``await fn(*args, **kwargs)`` through every guard of this policy."""
-        if (_otel.span_mode() if self._mode is None else self._mode) == "always":
+        if (self._mode or _otel._span_mode) == "always":
             with tel.guarded_span(self._tracer, "otelres.policy", {"policy.name": self.name}):
-                return cast(T, await self._invoke_async(fn, args, kwargs))
-        return cast(T, await self._invoke_async(fn, args, kwargs))
+                traced: T = await self._invoke_async(fn, args, kwargs)
+                return traced
+        result: T = await self._invoke_async(fn, args, kwargs)
+        return result
 
 
 # --------------------------------------------------------------------------- from config

@@ -407,18 +407,45 @@ class Retry:
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call ``fn(*args, **kwargs)`` with retries; its result, or its last exception."""
-        return cast(T, self._run(_direct, fn, args, kwargs))
+        if self.deadline is not None or (self._mode or _otel._span_mode) == "always":
+            slow: T = self._run(_direct, fn, args, kwargs)
+            return slow
+        # The common case, inlined: one try and a counter bump when the first attempt succeeds.
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            failed: T = self._loop(_direct, fn, args, kwargs, 0.0, False, exc)
+            return failed
+        if self.retry_if_result is not None and self._result_rejected(result):
+            rejected: T = self._loop(_direct, fn, args, kwargs, 0.0, False, None, result)
+            return rejected
+        self._ok_first += 1
+        return result
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)`` with retries; its result, or its last exception."""
-        return cast(T, await self._run_async(_direct_async, fn, args, kwargs))
+        if self.deadline is not None or (self._mode or _otel._span_mode) == "always":
+            slow: T = await self._run_async(_direct_async, fn, args, kwargs)
+            return slow
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            failed: T = await self._loop_async(_direct_async, fn, args, kwargs, 0.0, False, exc)
+            return failed
+        if self.retry_if_result is not None and self._result_rejected(result):
+            rejected: T = await self._loop_async(
+                _direct_async, fn, args, kwargs, 0.0, False, None, result
+            )
+            return rejected
+        self._ok_first += 1
+        return result
 
     # ------------------------------------------------------------------ sync engine
     def _run(
         self, invoke: Invoke, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """One guarded call; ``invoke(fn, args, kwargs)`` runs one attempt (a Policy's inner layers)."""
-        mode = _otel.span_mode() if self._mode is None else self._mode
+        mode = self._mode or _otel._span_mode
         if mode == "always":
             with tel.guarded_span(self._tracer, "otelres.retry", {"retry.name": self.name}):
                 return self._loop(invoke, fn, args, kwargs, self._start(), True)
@@ -480,7 +507,7 @@ class Retry:
         """Run attempt number *attempt* in its own child span (unless spans are off)."""
         attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}
         try:
-            if (_otel.span_mode() if self._mode is None else self._mode) == "off":
+            if (self._mode or _otel._span_mode) == "off":
                 return None, invoke(fn, args, kwargs)
             with tel.guarded_span(self._tracer, "otelres.retry.attempt", attrs):
                 return None, invoke(fn, args, kwargs)
@@ -516,7 +543,7 @@ class Retry:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        mode = _otel.span_mode() if self._mode is None else self._mode
+        mode = self._mode or _otel._span_mode
         if mode == "always":
             with tel.guarded_span(self._tracer, "otelres.retry", {"retry.name": self.name}):
                 return await self._loop_async(invoke, fn, args, kwargs, self._start(), True)
@@ -574,7 +601,7 @@ class Retry:
     ) -> tuple[BaseException | None, Any]:
         attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}
         try:
-            if (_otel.span_mode() if self._mode is None else self._mode) == "off":
+            if (self._mode or _otel._span_mode) == "off":
                 return None, await invoke(fn, args, kwargs)
             with tel.guarded_span(self._tracer, "otelres.retry.attempt", attrs):
                 return None, await invoke(fn, args, kwargs)
