@@ -167,6 +167,25 @@ def _limiter_scenario() -> None:
         rejecting.call(int)
 
 
+def _redis_scenario() -> None:
+    from otelres.resilience import (
+        RateLimitExceededError,
+        RedisBreakerStorage,
+        RedisConnection,
+        RedisTokenBucket,
+    )
+    from tests.conftest import free_port
+
+    # Nothing listens there: an outage, which is what these instruments report.
+    conn = RedisConnection(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2)
+    storage = RedisBreakerStorage("contract-redis", conn, fail_mode="open")
+    bucket = RedisTokenBucket("contract-redis", conn, rate=1, capacity=1, fail_mode="closed")
+    _keep.extend([conn, storage, bucket])
+    assert storage.state.value == "closed"  # fail-open: the local state answers
+    with pytest.raises(RateLimitExceededError):
+        bucket.try_acquire(1)
+
+
 def _bulkhead_scenario() -> None:
     from otelres.resilience import Bulkhead, BulkheadFullError
 
@@ -278,6 +297,7 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "otelres.resilience._timeout": _timeout_scenario,
     "otelres.resilience._fallback": _fallback_scenario,
     "otelres.resilience._policy": _policy_scenario,
+    "otelres.resilience._redis_client": _redis_scenario,
     "otelres.health._telemetry": _health_scenario,
     "otelres.monitoring._alerts": _alerts_scenario,
     "otelres.backup._telemetry": _backup_scenario,

@@ -25,6 +25,7 @@ decided without Redis is counted in ``otelres.redis.unavailable``.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -36,6 +37,7 @@ from otelres.resilience._redis_client import (
     FailMode,
     RedisConnection,
     RedisUnavailableError,
+    count_of,
 )
 from otelres.resilience._redis_scripts import BREAKER_SCRIPT
 
@@ -96,9 +98,9 @@ class RedisBreakerStorage:
         "_local",
         "_local_dirty",
         "_ttl_ms",
+        "_unavailable_count",
         "fail_mode",
         "name",
-        "unavailable_calls",
     )
 
     guard_kind: ClassVar[str] = "breaker"
@@ -134,14 +136,18 @@ class RedisBreakerStorage:
         self._failures = 0
         self._local = LocalBreakerStorage(clock)
         self._local_dirty = False
-        self.unavailable_calls = 0
-        """Guarded calls decided without Redis (fail mode), read by ``otelres.redis.unavailable``."""
+        self._unavailable_count = itertools.count()
         UNAVAILABLE.add(self, meter_provider)
 
     @property
     def key(self) -> str:
         """The Redis key holding this breaker's state."""
         return self._key
+
+    @property
+    def unavailable_calls(self) -> int:
+        """Calls decided without Redis (fail mode); published as ``otelres.redis.unavailable``."""
+        return count_of(self._unavailable_count)
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, *args: Any) -> Any:
@@ -191,7 +197,7 @@ class RedisBreakerStorage:
         try:
             return self._remember(_stored(self._run("snap"))).state
         except RedisUnavailableError:
-            self.unavailable_calls += 1
+            next(self._unavailable_count)
             if self.fail_mode == "closed":
                 return _OPEN
             local = self._fallback()

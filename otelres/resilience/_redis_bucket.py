@@ -29,6 +29,7 @@ Each call decided without Redis is counted in ``otelres.redis.unavailable``.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -39,6 +40,7 @@ from otelres.resilience._redis_client import (
     FailMode,
     RedisConnection,
     RedisUnavailableError,
+    count_of,
 )
 from otelres.resilience._redis_scripts import BUCKET_SCRIPT
 
@@ -84,9 +86,9 @@ class RedisTokenBucket:
         "_key",
         "_local",
         "_rate",
+        "_unavailable_count",
         "fail_mode",
         "name",
-        "unavailable_calls",
     )
 
     guard_kind: ClassVar[str] = "limiter"
@@ -122,8 +124,7 @@ class RedisTokenBucket:
         self._local = LocalTokenBucket(local_rate, capacity * min(1.0, local_rate / rate))
         self._available = 0.0
         self._available_at = float("-inf")
-        self.unavailable_calls = 0
-        """Calls decided without Redis (fail mode), read by ``otelres.redis.unavailable``."""
+        self._unavailable_count = itertools.count()
         UNAVAILABLE.add(self, meter_provider)
 
     @property
@@ -141,10 +142,15 @@ class RedisTokenBucket:
         """The Redis key holding this bucket."""
         return self._key
 
+    @property
+    def unavailable_calls(self) -> int:
+        """Calls decided without Redis (fail mode); published as ``otelres.redis.unavailable``."""
+        return count_of(self._unavailable_count)
+
     # ------------------------------------------------------------------ plumbing
     def _unavailable(self) -> None:
         """Count a call decided without Redis; in fail-closed mode, refuse it."""
-        self.unavailable_calls += 1
+        next(self._unavailable_count)
         if self.fail_mode == "closed":
             raise RateLimitExceededError(
                 self.name,
@@ -188,7 +194,10 @@ class RedisTokenBucket:
             self._local.refund(cost)
 
     def available(self) -> float:
-        """Tokens in the shared bucket now (read from Redis at most once a second)."""
+        """Tokens in the shared bucket now (read from Redis at most once a second).
+
+        While Redis is unreachable: the local bucket's tokens (fail-open) or 0 (fail-closed).
+        """
         now = time.monotonic()
         if now - self._available_at < 1.0:
             return self._available
@@ -196,9 +205,8 @@ class RedisTokenBucket:
         try:
             reply = self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, b"0", b"0")
         except RedisUnavailableError:
-            if self.fail_mode == "closed":
-                raise
-            return self._local.available()
+            # Fail-closed grants nothing while Redis is away: zero is the truthful answer.
+            return 0.0 if self.fail_mode == "closed" else self._local.available()
         self._available = float(reply[2])
         self._available_at = now
         return self._available

@@ -21,6 +21,7 @@ first time a connection is used, never when ``otelres`` is imported.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -39,12 +40,25 @@ if TYPE_CHECKING:
     from otelres.config import RedisSettings
     from otelres.resilience._redis_scripts import LuaScript
 
-__all__ = ["UNAVAILABLE", "FailMode", "RedisConnection", "RedisUnavailableError", "UsesRedis"]
+__all__ = [
+    "UNAVAILABLE",
+    "FailMode",
+    "RedisConnection",
+    "RedisUnavailableError",
+    "UsesRedis",
+    "count_of",
+]
 
 FailMode = Literal["open", "closed"]
 FAIL_MODES: tuple[FailMode, ...] = ("open", "closed")
 
 _log = logging.getLogger("otelres")
+
+
+def count_of(counter: itertools.count[int]) -> int:
+    """How many times ``next()`` was called on *counter* (read without advancing it)."""
+    # itertools.count is bumped atomically in C: no lock and no lost updates between threads.
+    return int(repr(counter)[6:-1])
 
 
 class RedisUnavailableError(Exception):
@@ -80,6 +94,9 @@ class RedisConnection:
 
     *fail_mode* and *state_cache_seconds* are the defaults of the breaker storages and
     token buckets built on this connection (each may override them).
+
+    Async limiters use an asyncio client per event loop; ``await conn.aclose()`` before a
+    loop ends closes its connections (:meth:`close` closes the blocking client's).
     """
 
     __slots__ = (
@@ -353,7 +370,11 @@ class UsesRedis(Protocol):
     guard_kind: ClassVar[str]
     name: str
     fail_mode: FailMode
-    unavailable_calls: int
+
+    @property
+    def unavailable_calls(self) -> int:
+        """Guarded calls decided without Redis so far."""
+        ...
 
 
 def _install_unavailable(meter: Meter, live: Callable[[], list[UsesRedis]]) -> None:

@@ -198,6 +198,7 @@ def test_bucket_fail_closed_rejects_every_call(own_redis_server: RedisServer) ->
     assert info.value.name == "k"
     with pytest.raises(RateLimitExceededError) as info:
         bucket.reserve(1, 5)
+    assert bucket.available() == 0.0  # nothing can be had while Redis is away
     assert info.value.retry_after is not None
     assert 0 < info.value.retry_after <= 0.3
     conn.close()
