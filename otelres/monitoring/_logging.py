@@ -56,8 +56,9 @@ def setup_logging(
 
     Idempotent: calling it again reconfigures the handlers it installed before instead of
     adding more, so no line is ever written twice. Handlers the application installed
-    itself are left alone and keep receiving records. The root logger's level becomes
-    ``log_level``.
+    itself are left alone and keep receiving records; when one of them already exports to
+    OpenTelemetry (the SDK's ``LoggingHandler``, ``LoggingInstrumentor``), no second OTLP
+    handler is added and a warning says so. The root logger's level becomes ``log_level``.
     """
     global _configured
     if settings is None or service_name is None:
@@ -92,7 +93,17 @@ def setup_logging(
         if otlp is not None and (logger_provider is None or otlp.logger_provider is not logger_provider):
             root.removeHandler(otlp)
             otlp = None
-        if logger_provider is not None:
+        foreign = _foreign_otel_handler(root) if logger_provider is not None else None
+        if foreign is not None:
+            if otlp is not None:
+                root.removeHandler(otlp)
+            logging.getLogger("otelres").warning(
+                "otelres: the root logger already has an OpenTelemetry handler (%s); otelres "
+                "does not add a second one, so records are not exported twice (nor redacted by "
+                "otelres on that path)",
+                type(foreign).__name__,
+            )
+        elif logger_provider is not None:
             if otlp is None:
                 from otelres.monitoring._otlp_handler import OTelLogHandler
 
@@ -133,6 +144,20 @@ def _managed_handlers(root: logging.Logger) -> tuple[logging.StreamHandler[Any] 
         elif isinstance(handler, logging.StreamHandler):
             console = handler
     return console, otlp
+
+
+def _foreign_otel_handler(root: logging.Logger) -> logging.Handler | None:
+    """A handler exporting to OpenTelemetry that the application (not otelres) installed.
+
+    The SDK's ``LoggingHandler`` and the one of ``opentelemetry-instrumentation-logging``
+    (``LoggingInstrumentor().instrument()`` adds it to the root logger) both qualify.
+    """
+    for handler in root.handlers:
+        if getattr(handler, _MANAGED, False):
+            continue
+        if type(handler).__module__.startswith("opentelemetry.") and "Handler" in type(handler).__name__:
+            return handler
+    return None
 
 
 def _ensure_setup() -> None:

@@ -120,3 +120,27 @@ def test_otlp_http_wire_format_carries_body_ids_and_attributes(stream: io.String
     assert record.trace_id == context.trace_id.to_bytes(16, "big")
     assert record.span_id == context.span_id.to_bytes(8, "big")
     assert attributes_of(record)["exchange"] == "kraken"
+
+
+def test_an_application_otel_handler_is_not_doubled(
+    stream: io.StringIO, provider: LoggerProvider, exporter: InMemoryLogRecordExporter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the app already installed an OpenTelemetry logging handler, otelres adds none and says so."""
+    import warnings
+
+    from opentelemetry.sdk._logs import LoggingHandler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app_handler = LoggingHandler(logger_provider=provider)
+    root = logging.getLogger()
+    root.addHandler(app_handler)
+    try:
+        setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+        get_logger("app").info("exported once")
+    finally:
+        root.removeHandler(app_handler)
+    assert not any(isinstance(h, OTelLogHandler) for h in root.handlers)
+    assert [f.log_record.body for f in exporter.get_finished_logs()].count("exported once") == 1
+    assert "already has an OpenTelemetry handler (LoggingHandler)" in caplog.text
