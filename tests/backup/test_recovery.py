@@ -357,14 +357,21 @@ def test_restore_refuses_a_symlinked_target(
     assert list(real.iterdir()) == []
 
 
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_restore_refuses_entries_that_decompress_past_the_limit(
-    backup_dir: Path, tmp_path: Path
+    backup_dir: Path, tmp_path: Path, compression: str
 ) -> None:
     """A small stored entry that expands past max_restore_bytes (a zip bomb) is refused before it is written."""
-    writer = BackupManager(backup_dir)
+    import zstandard
+
+    writer = BackupManager(backup_dir, compression=compression, compression_level=9)
     backup_id = writer.create_backup({"bomb": "x"})
     bomb = b"[" + b" " * (20 << 20) + b"]"
-    stored = gzip.compress(bomb, compresslevel=9, mtime=0)
+    if compression == "gzip":
+        stored = gzip.compress(bomb, compresslevel=9, mtime=0)
+    else:
+        stored = zstandard.ZstdCompressor(level=19).compress(bomb)
+    assert len(stored) < 100_000
     entry_file(backup_dir, backup_id, "bomb").write_bytes(stored)
 
     def edit(body: dict) -> None:  # type: ignore[type-arg]
