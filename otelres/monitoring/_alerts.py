@@ -248,7 +248,11 @@ class AlertManager:
         lock is released; a collection triggered elsewhere (``force_flush``) sends them here.
         """
         with self._state_lock:
-            notifications = self._process(data)
+            try:
+                notifications = self._process(data)
+            except Exception:  # a collection (an exporter's, a flush) must never fail because of us
+                _log.exception("otelres: evaluating alert rules failed; skipping this collection")
+                notifications = []
             if self._evaluating == threading.get_ident():
                 self._received = notifications  # evaluate() dispatches once the lock is released
                 return

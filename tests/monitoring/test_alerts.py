@@ -390,3 +390,16 @@ async def test_async_handler_becomes_a_task_inside_a_running_loop(
         "otelres.alerts.notifications",
         **{"alert.name": "async_task_rule", "alert.handler": "notify_async", "alert.outcome": "failure"},
     ) == 1
+
+
+def test_a_rule_that_cannot_be_evaluated_never_breaks_collection(rig_factory: Callable[..., Rig]) -> None:
+    """An error while evaluating is logged; the collection (here a provider flush) still succeeds."""
+    rig = rig_factory([AlertRule("errors", "app.errors", ">", 0)])
+    rig.metrics.increment("app.errors")
+
+    def broken_measure(*args: Any) -> float:
+        raise ArithmeticError("bad point")
+
+    rig.manager._measure = broken_measure  # type: ignore[method-assign]
+    assert rig.provider.force_flush() is True
+    assert rig.step() == []
