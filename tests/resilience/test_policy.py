@@ -359,3 +359,63 @@ def test_always_mode_policy_span_parents_attempts(clock: FakeClock, call: Call) 
     assert retry_span.parent.span_id == outer.context.span_id
     assert len(attempts) == 2
     assert all(a.parent.span_id == retry_span.context.span_id for a in attempts)
+
+
+def test_failing_exporters_and_hooks_do_not_change_behaviour(clock: FakeClock, call: Call) -> None:
+    """Exporters that raise and a retry hook that raises leave a policy's results unchanged."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class DownSpanExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            raise ConnectionError("collector gone")
+
+    class DownMetricExporter(MetricExporter):
+        def export(self, metrics_data: Any, timeout_millis: float = 0, **kwargs: Any) -> MetricExportResult:
+            raise ConnectionError("collector gone")
+
+        def force_flush(self, timeout_millis: float = 0) -> bool:
+            return False
+
+        def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
+            return None
+
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(DownSpanExporter()))
+    metering = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(DownMetricExporter(), export_interval_millis=3_600_000)]
+    )
+    _otel.set_span_mode("always")
+
+    def broken_hook(details: Any) -> None:
+        raise RuntimeError("hook bug")
+
+    pol = Policy(
+        "exporters-down",
+        retry=Retry(
+            "exporters-down",
+            initial_delay=0,
+            on_retry=broken_hook,
+            clock=clock,
+            sleep=clock.sleep,
+            async_sleep=clock.async_sleep,
+            meter_provider=metering,
+            tracer_provider=tracing,
+        ),
+        breaker=CircuitBreaker("exporters-down", meter_provider=metering, tracer_provider=tracing),
+        limiter=RateLimiter("exporters-down", rate=100, meter_provider=metering),
+        fallback=Fallback("exporters-down", value="fallback", meter_provider=metering),
+        tracer_provider=tracing,
+    )
+    with tracing.get_tracer("test").start_as_current_span("request"):
+        assert call(pol, Script(Down())) == "ok"
+        assert call(pol, Script(Down(), Down(), Down())) == "fallback"
+    metering.force_flush()
+    metering.shutdown()
+    tracing.shutdown()
