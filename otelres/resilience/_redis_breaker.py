@@ -277,13 +277,11 @@ class RedisBreakerStorage:
         return None if done is None else self._local_state(done)
 
     def force(self, to_state: BreakerState) -> StoredState:
-        """Set *to_state* unconditionally, in Redis (and locally, so an outage keeps it)."""
-        local = self._local.force(to_state)
+        """Set *to_state* unconditionally in Redis (in this process only while Redis is away)."""
         try:
             return self._remember(_stored(self._run("force", to_state.value)))
         except RedisUnavailableError:
-            self._local_dirty = True
-            return self._local_state(local)
+            return self._local_state(self._fallback().force(to_state))
 
     def try_acquire_probe(self, generation: int, limit: int) -> bool:
         """Take a half-open probe permit; the limit holds across every process."""

@@ -216,3 +216,18 @@ def test_a_command_redis_refuses_applies_the_fail_mode_without_an_outage(
     assert conn.available
     assert any("WRONGTYPE" in r.getMessage() for r in caplog.records)
     conn.close()
+
+
+def test_forcing_during_an_outage_holds_in_this_process_until_redis_is_back(
+    own_redis_server: RedisServer,
+) -> None:
+    """force_open() while Redis is down applies locally; once Redis answers, its state rules."""
+    conn = connect(own_redis_server)
+    storage = RedisBreakerStorage("k", conn, fail_mode="open")
+    own_redis_server.kill()
+    assert storage.force(BreakerState.FORCED_OPEN).state is BreakerState.FORCED_OPEN
+    assert storage.state is BreakerState.FORCED_OPEN
+    own_redis_server.start()
+    time.sleep(0.35)
+    assert storage.state is CLOSED
+    conn.close()
