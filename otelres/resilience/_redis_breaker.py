@@ -151,6 +151,11 @@ class RedisBreakerStorage:
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, *args: Any) -> Any:
+        """Run one operation of the breaker script on this breaker's key (with the TTL).
+
+        Raises :class:`RedisUnavailableError`; each public method turns that into the fail
+        mode. A success after an outage drops what the local fallback decided meanwhile.
+        """
         reply = self._conn.run(BREAKER_SCRIPT, self._key, args[0], self._ttl_ms, *args[1:])
         if self._local_dirty:
             # Redis is back: what this process decided alone during the outage is dropped.
@@ -159,6 +164,7 @@ class RedisBreakerStorage:
         return reply
 
     def _remember(self, stored: StoredState) -> StoredState:
+        """Keep *stored* as the latest reading: for ``failures``, and for the state cache."""
         self._failures = stored.failures
         if self._cache_for:
             self._cached = stored
@@ -166,6 +172,7 @@ class RedisBreakerStorage:
         return stored
 
     def _fallback(self) -> LocalBreakerStorage:
+        """The local storage that answers during an outage (fail-open), marked as in use."""
         self._local_dirty = True
         return self._local
 
@@ -269,6 +276,7 @@ class RedisBreakerStorage:
     def _local_transition(
         self, from_state: BreakerState, to_state: BreakerState, generation: int, open_for: float
     ) -> StoredState | None:
+        """A transition on the local fallback, for a generation read from it during an outage."""
         if self.fail_mode == "closed" or not self._local_dirty:
             return None  # a fail-closed answer, or a local reading from an outage now over
         done = self._local.transition(
@@ -315,6 +323,7 @@ def redis_storage_factory(
     """A storage factory (for ``set_default_storage_factory``) putting every breaker in Redis."""
 
     def make(name: str, clock: Callable[[], float]) -> RedisBreakerStorage:
+        """The Redis storage of breaker *name*, timed locally by the breaker's *clock*."""
         return RedisBreakerStorage(name, connection, clock=clock, meter_provider=meter_provider)
 
     return make

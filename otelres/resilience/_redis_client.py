@@ -192,6 +192,12 @@ class RedisConnection:
         return client
 
     def _make_client(self) -> Redis:
+        """A redis-py client with this connection's timeouts and without client-side retries.
+
+        redis-py reconnects a pooled connection by itself on the next command after one
+        broke, which is all the reconnecting shared state needs; its retries would only
+        stretch the time a guarded call waits on a dead server.
+        """
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -217,6 +223,7 @@ class RedisConnection:
         return client
 
     def _make_async_client(self) -> AsyncRedis:
+        """The asyncio twin of :meth:`_make_client` (same timeouts, no retries)."""
         from redis.asyncio import Redis as AsyncRedis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -305,6 +312,7 @@ class RedisConnection:
         return RedisUnavailableError(f"Redis at {_redact(self.url)} is unavailable: {type(exc).__name__}")
 
     def _recovered(self) -> None:
+        """Mark Redis up again after a successful command, and say so once in the log."""
         with self._lock:
             if self._down_until == 0.0:
                 return
@@ -337,6 +345,7 @@ class RedisConnection:
 
 
 def _install(meter: Meter, live: Callable[[], list[RedisConnection]]) -> None:
+    """Create ``otelres.redis.available`` on *meter*, reading the live connections."""
     def available(options: CallbackOptions) -> Iterable[Observation]:
         from opentelemetry.metrics import Observation
 
@@ -378,6 +387,7 @@ class UsesRedis(Protocol):
 
 
 def _install_unavailable(meter: Meter, live: Callable[[], list[UsesRedis]]) -> None:
+    """Create ``otelres.redis.unavailable`` on *meter*, reading the live storages and buckets."""
     def unavailable(options: CallbackOptions) -> Iterable[Observation]:
         from opentelemetry.metrics import Observation
 
