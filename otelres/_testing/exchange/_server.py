@@ -66,20 +66,22 @@ class _Venue(Protocol):
     def api_key_of(self, request: HttpRequest) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordedRequest:
     """One request the local exchange received and what it did with it.
 
-    ``signature`` is the signature the client sent (Kraken ``API-Sign``, Binance
-    ``signature``), kept so that tests can check it appears nowhere in telemetry;
-    ``fault`` is the kind of fault injected into this request, if any.
+    Recorded on arrival: ``status`` is None while the answer is still being prepared
+    (a delayed request) and 0 for a dropped connection. ``signature`` is the signature
+    the client sent (Kraken ``API-Sign``, Binance ``signature``), kept so that tests can
+    check it appears nowhere in telemetry; ``fault`` is the kind of fault injected into
+    this request, if any.
     """
 
     time: float
     venue: str
     method: str
     path: str
-    status: int
+    status: int | None
     api_key: str | None
     signature: str | None
     fault: str | None
@@ -307,17 +309,18 @@ class ExchangeServer:
                 return venue
         return None
 
-    def _record(self, venue: _Venue, request: HttpRequest, status: int,
-                fault: Fault | None) -> None:
+    def _record(self, venue: _Venue, request: HttpRequest,
+                fault: Fault | None) -> RecordedRequest:
         signature = request.headers.get("api-sign")
         if signature is None:
             params = request.form if request.method == "POST" else request.query
             signature = params.get("signature")
-        entry = RecordedRequest(time.time(), venue.name, request.method, request.path, status,
+        entry = RecordedRequest(time.time(), venue.name, request.method, request.path, None,
                                 venue.api_key_of(request), signature,
                                 None if fault is None else fault.kind)
         with self._requests_lock:
             self._requests.append(entry)
+        return entry
 
     def _wait(self, seconds: float) -> None:
         self._stopping.wait(seconds)
@@ -328,8 +331,9 @@ class ExchangeServer:
         if venue is None:
             return HttpResponse(404, {"error": f"no venue serves {request.path}"})
         fault = self._faults.take(venue.name, request.path)
+        entry = self._record(venue, request, fault)
         response = self._apply(venue, request, fault)
-        self._record(venue, request, 0 if response is None else response.status, fault)
+        entry.status = 0 if response is None else response.status
         return response
 
     def _apply(self, venue: _Venue, request: HttpRequest,

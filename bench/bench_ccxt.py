@@ -1,0 +1,179 @@
+"""Instrumented vs plain ccxt ``fetch_ticker`` against the local exchange (sync and async).
+
+Both clients talk to the same in-process :class:`otelres.testing.ExchangeServer`, with
+markets preloaded and ccxt's own rate limiting off, in one process run. The
+instrumented client goes through :class:`CcxtInstrumentor` with the full telemetry
+path an application would have: an SDK TracerProvider with a BatchSpanProcessor (to an
+exporter that drops spans), an SDK MeterProvider, and the per-exchange resilience guard
+(breaker and retry). Rounds alternate between the two clients; the figure is the ratio
+of medians of per-round means.
+
+    .venv/bin/python bench/bench_ccxt.py [--rounds 15] [--calls 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def _providers() -> tuple[Any, Any]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class _Drop(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(_Drop()))
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+class _RemoteServer:
+    """The local exchange in a child process, so its work does not share our GIL."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "otelres._testing.exchange"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert self._process.stdout is not None
+        self.url = self._process.stdout.readline().strip()
+        from otelres._testing.exchange import KRAKEN_CREDENTIALS
+
+        self._credentials = KRAKEN_CREDENTIALS
+
+    def credentials(self, exchange_id: str) -> Any:
+        return self._credentials
+
+    def client(self, exchange_id: str, **kwargs: Any) -> Any:
+        from otelres.testing import exchange_client
+
+        return exchange_client(self, exchange_id, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+
+Result = tuple[float, float, float, float, float, float]
+
+
+def _ratio(plain: list[tuple[float, float]], traced: list[tuple[float, float]]) -> Result:
+    """(plain µs, traced µs, ratio) for wall-clock, then the same for this process's CPU time."""
+    out: list[float] = []
+    for k in (0, 1):
+        p = statistics.median(t[k] for t in plain)
+        i = statistics.median(t[k] for t in traced)
+        out += [p * 1e6, i * 1e6, i / p]
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def bench_sync(server: Any, rounds: int, calls: int) -> Result:
+    from otelres_instrumentation_ccxt import CcxtInstrumentor
+
+    plain = server.client("kraken")
+    traced = server.client("kraken")
+    plain.load_markets()
+    traced.load_markets()
+    CcxtInstrumentor.instrument_client(traced)
+    plain_times: list[tuple[float, float]] = []
+    traced_times: list[tuple[float, float]] = []
+    for client in (plain, traced) * 50:
+        client.fetch_ticker("BTC/USD")
+    for _ in range(rounds):
+        for client, times in ((plain, plain_times), (traced, traced_times)):
+            wall, cpu = _clock()
+            for _ in range(calls):
+                client.fetch_ticker("BTC/USD")
+            wall2, cpu2 = _clock()
+            times.append(((wall2 - wall) / calls, (cpu2 - cpu) / calls))
+    return _ratio(plain_times, traced_times)
+
+
+async def bench_async(server: Any, rounds: int, calls: int) -> Result:
+    from otelres_instrumentation_ccxt import CcxtInstrumentor
+
+    plain = server.client("kraken", flavour="async")
+    traced = server.client("kraken", flavour="async")
+    try:
+        await plain.load_markets()
+        await traced.load_markets()
+        CcxtInstrumentor.instrument_client(traced)
+        plain_times: list[tuple[float, float]] = []
+        traced_times: list[tuple[float, float]] = []
+        for client in (plain, traced) * 50:
+            await client.fetch_ticker("BTC/USD")
+        for _ in range(rounds):
+            for client, times in ((plain, plain_times), (traced, traced_times)):
+                wall, cpu = _clock()
+                for _ in range(calls):
+                    await client.fetch_ticker("BTC/USD")
+                wall2, cpu2 = _clock()
+                times.append(((wall2 - wall) / calls, (cpu2 - cpu) / calls))
+        return _ratio(plain_times, traced_times)
+    finally:
+        await plain.close()
+        await traced.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument(
+        "--sdk", choices=("sdk", "none"), default="sdk",
+        help="record with the OpenTelemetry SDK (default) or with no SDK installed (API no-ops)",
+    )
+    parser.add_argument(
+        "--server", choices=("process", "thread"), default="process",
+        help="run the local exchange in its own process (default) or in a thread of this one",
+    )
+    args = parser.parse_args()
+
+    from opentelemetry import metrics, trace
+
+    from otelres import config
+    from otelres.testing import ExchangeServer
+
+    # Defaults, not ./config.toml: its [resilience.rate_limits] would make the
+    # instrumented client wait for tokens, which is the limiter working, not overhead.
+    config.set_current(config.Config())
+
+    tracer_provider, meter_provider = _providers()
+    if args.sdk == "sdk":
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+    server = _RemoteServer() if args.server == "process" else ExchangeServer().start()
+    try:
+        rows = [
+            ("sync  ccxt.kraken fetch_ticker", bench_sync(server, args.rounds, args.calls)),
+            ("async ccxt.async_support.kraken fetch_ticker",
+             asyncio.run(bench_async(server, args.rounds, args.calls))),
+        ]
+    finally:
+        server.stop()
+    tracer_provider.shutdown()
+    print(f"{'case':<46} {'plain µs':>9} {'otelres µs':>11} {'ratio':>7}"
+          f"   {'client CPU µs: plain':>20} {'otelres':>8} {'ratio':>7}")
+    for name, (plain, traced, ratio, cplain, ctraced, cratio) in rows:
+        print(f"{name:<46} {plain:9.1f} {traced:11.1f} {ratio:6.3f}x"
+              f"   {cplain:20.1f} {ctraced:8.1f} {cratio:6.3f}x")
+
+
+if __name__ == "__main__":
+    main()

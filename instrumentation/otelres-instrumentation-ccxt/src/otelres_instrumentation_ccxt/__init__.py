@@ -1,0 +1,170 @@
+"""OpenTelemetry instrumentation and per-exchange resilience for ccxt clients.
+
+::
+
+    from otelres_instrumentation_ccxt import CcxtInstrumentor
+
+    CcxtInstrumentor().instrument()          # every ccxt client, sync, async and pro (REST)
+    kraken = ccxt.kraken()
+    kraken.fetch_ticker("BTC/USD")           # span "kraken fetch_ticker" with an HTTP child span
+
+or, for one client only, ``CcxtInstrumentor().instrument_client(kraken)``. Under
+``opentelemetry-instrument python app.py`` it is switched on by its entry point
+(``ccxt``) and off with ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=ccxt``.
+
+What you get:
+
+* a CLIENT span per unified method call, ``"<exchange> <method>"``, with
+  ``ccxt.exchange.id``, ``ccxt.method``, ``ccxt.symbol`` and, on failure, ``error.type``
+  (the ccxt exception class) and a cleaned exception event;
+* a CLIENT child span per HTTP request, ``"<METHOD> <endpoint>"``, with
+  ``http.request.method``, ``url.path`` (no query string), ``server.address``,
+  ``http.response.status_code``;
+* the histogram ``otelres.ccxt.call.duration`` (s) by ``ccxt.exchange.id``,
+  ``ccxt.method``, ``ccxt.outcome`` (success, failure, rejected, error), ``error.type``;
+* per-exchange resilience from ``config.toml`` (breaker, retries for reads, safe order
+  retry, rate limiter in ccxt cost units), whose events land on those spans;
+* no credentials anywhere: keys, secrets, passwords, signatures and nonces are removed
+  from everything recorded, and from ccxt's own log lines.
+
+Options of :meth:`CcxtInstrumentor.instrument` (keyword arguments):
+
+``tracer_provider``, ``meter_provider``
+    Providers to use instead of the global ones.
+``resilience``
+    Guard calls with the per-exchange breaker, retries and rate limiter (default True;
+    the environment variable ``OTELRES_CCXT_RESILIENCE=false`` turns it off).
+``safe_order_retry``
+    Retry ``create_order`` after a network error or timeout, with a client order id and
+    a lookup before any resend (default False; ``OTELRES_CCXT_SAFE_ORDER_RETRY=true``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+from otelres_instrumentation_ccxt import _runtime
+from otelres_instrumentation_ccxt.package import _instruments
+from otelres_instrumentation_ccxt.version import __version__
+
+if TYPE_CHECKING:
+    from otelres_instrumentation_ccxt._guard import ExchangeGuard
+    from otelres_instrumentation_ccxt._patcher import ClassPatcher
+
+__all__ = ["CcxtInstrumentor", "__version__"]
+
+_CCXT_LOGGERS = ("ccxt.base.exchange", "ccxt.async_support.base.exchange")
+_lock = threading.Lock()
+_class_patcher: ClassPatcher | None = None
+_client_runtime: _runtime.Runtime | None = None
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false; got {value!r}")
+
+
+def _runtime_from(kwargs: dict[str, Any]) -> _runtime.Runtime:
+    from otelres_instrumentation_ccxt._guard import GuardOptions
+
+    resilience = kwargs.get("resilience")
+    safe = kwargs.get("safe_order_retry")
+    options = GuardOptions(
+        resilience=_env_flag("OTELRES_CCXT_RESILIENCE", True) if resilience is None
+        else bool(resilience),
+        safe_order_retry=_env_flag("OTELRES_CCXT_SAFE_ORDER_RETRY", False) if safe is None
+        else bool(safe),
+    )
+    return _runtime.Runtime(
+        tracer_provider=kwargs.get("tracer_provider"),
+        meter_provider=kwargs.get("meter_provider"),
+        guard_factory=options.factory(),
+    )
+
+
+class CcxtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Traces, measures and guards ccxt's REST calls; see the module docstring.
+
+    ``instrument()`` and ``uninstrument()`` are idempotent (a second call does nothing)
+    and ``uninstrument()`` puts back every original method, camelCase aliases included.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The ccxt versions this instrumentor supports."""
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        global _class_patcher
+        from otelres_instrumentation_ccxt._patcher import ClassPatcher
+        from otelres_instrumentation_ccxt._redact import CcxtLogRedactor
+
+        with _lock:
+            _runtime.set_current(_runtime_from(kwargs))
+            if _class_patcher is None:
+                _class_patcher = ClassPatcher(_runtime.current)
+            _class_patcher.patch()
+            for name in _CCXT_LOGGERS:
+                logger = logging.getLogger(name)
+                if not any(isinstance(f, CcxtLogRedactor) for f in logger.filters):
+                    logger.addFilter(CcxtLogRedactor())
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from otelres_instrumentation_ccxt._redact import CcxtLogRedactor
+
+        with _lock:
+            if _class_patcher is not None:
+                _class_patcher.unpatch()
+            _runtime.set_current(None)
+            for name in _CCXT_LOGGERS:
+                logger = logging.getLogger(name)
+                for log_filter in [f for f in logger.filters if isinstance(f, CcxtLogRedactor)]:
+                    logger.removeFilter(log_filter)
+
+    # ------------------------------------------------------------------ single clients
+    @staticmethod
+    def instrument_client(exchange: Any, **kwargs: Any) -> None:
+        """Instrument one ccxt *exchange* instance (sync, async or pro), leaving others alone.
+
+        Takes the same keyword options as ``instrument()``; the first call decides
+        them for every client instrumented this way. Instrumenting a client twice does
+        nothing.
+        """
+        global _client_runtime
+        from otelres_instrumentation_ccxt._patcher import instrument_instance
+
+        with _lock:
+            if _client_runtime is None:
+                _client_runtime = _runtime_from(kwargs)
+            runtime = _client_runtime
+        instrument_instance(exchange, lambda: runtime)
+
+    @staticmethod
+    def uninstrument_client(exchange: Any) -> None:
+        """Undo :meth:`instrument_client` for *exchange* (nothing happens if it was not)."""
+        from otelres_instrumentation_ccxt._patcher import uninstrument_instance
+
+        uninstrument_instance(exchange)
+
+    @staticmethod
+    def guard(exchange_id: str) -> ExchangeGuard | None:
+        """The resilience guard (breaker, retries, limiter) in force for *exchange_id*.
+
+        None while not instrumented or with ``resilience=False``.
+        """
+        runtime = _runtime.current() or _client_runtime
+        return None if runtime is None else runtime.guard(exchange_id)

@@ -1,0 +1,391 @@
+"""The functions that replace ccxt's methods while instrumented.
+
+Four hooks cover ccxt's whole REST path, sync and async alike:
+
+* every **unified method** (``fetch_ticker``, ``create_order``...): a CLIENT span
+  ``"<exchange> <method>"``, the exchange's resilience guard, the duration histogram;
+  unified calls made inside another one (``load_markets`` inside ``fetch_ticker``) are
+  part of the outer call and pass straight through;
+* ``fetch2`` (every implicit endpoint call): remembers the endpoint template for the
+  HTTP span and takes the request's cost in ccxt units from otelres' rate limiter;
+* ``throttle``: stands down when otelres' limiter already paid for the request, so a
+  request never waits twice;
+* ``fetch`` (one HTTP request): a CLIENT child span with method, endpoint path (no
+  query string: that is where signatures live) and status code, which
+  ``on_rest_response`` fills in, catching ``Retry-After`` on the way.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation import utils as _instrumentation_utils
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otelres_instrumentation_ccxt._context import (
+    CALL,
+    ENDPOINT,
+    HTTP,
+    SKIP_THROTTLE,
+    Call,
+    HttpExchange,
+)
+from otelres_instrumentation_ccxt._redact import credential_values
+from otelres_instrumentation_ccxt._runtime import Runtime, record_exception
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+__all__ = ["MARK", "RuntimeGetter", "make_wrapper", "unwrap"]
+
+MARK = "_otelres_ccxt_wrapper"
+"""Attribute set on every wrapper function, so patching never wraps a wrapper."""
+
+RuntimeGetter = Callable[[], "Runtime | None"]
+
+_CLIENT = SpanKind.CLIENT
+# Set in the context of an HTTP span, so that requests/aiohttp instrumentations, when
+# also enabled, do not record the same request twice.
+_SUPPRESS_HTTP_KEY: str = getattr(
+    _instrumentation_utils, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", "suppress_http_instrumentation"
+)
+
+_symbol_positions: dict[str, int | None] = {}
+
+
+def unwrap(function: Any) -> Any:
+    """The original ccxt function behind any number of otelres wrappers."""
+    while getattr(function, MARK, False):
+        function = function.__wrapped__
+    return function
+
+
+def make_wrapper(name: str, original: Callable[..., Any], get_runtime: RuntimeGetter) -> Any:
+    """The wrapper for ccxt method *name* (unified method or HTTP hook), sync or async."""
+    is_async = inspect.iscoroutinefunction(original)
+    if name == "fetch":
+        wrapper = (_fetch_async if is_async else _fetch_sync)(original, get_runtime)
+    elif name == "fetch2":
+        wrapper = (_fetch2_async if is_async else _fetch2_sync)(original, get_runtime)
+    elif name == "throttle":
+        wrapper = (_throttle_async if is_async else _throttle_sync)(original)
+    elif name == "on_rest_response":
+        wrapper = _on_rest_response(original)
+    else:
+        position = _symbol_position(name, original)
+        make = _unified_async if is_async else _unified_sync
+        wrapper = make(name, original, position, get_runtime)
+    functools.update_wrapper(wrapper, original)
+    setattr(wrapper, MARK, True)
+    return wrapper
+
+
+# --------------------------------------------------------------------------- unified methods
+def _symbol_position(name: str, original: Callable[..., Any]) -> int | None:
+    """Index of the ``symbol`` argument after ``self`` (cached per method name)."""
+    if name in _symbol_positions:
+        return _symbol_positions[name]
+    position = None
+    try:
+        params = list(inspect.signature(original).parameters)
+        if "symbol" in params:
+            position = params.index("symbol") - 1
+    except (TypeError, ValueError):
+        pass
+    _symbol_positions[name] = position
+    return position
+
+
+def _start_call(
+    runtime: Runtime, exchange: Any, name: str, position: int | None,
+    args: tuple[Any, ...], kwargs: dict[str, Any],
+) -> tuple[Call, Any, Any]:
+    exchange_id = str(getattr(exchange, "id", None) or type(exchange).__name__)
+    attributes: dict[str, AttributeValue] = {
+        "ccxt.exchange.id": exchange_id,
+        "ccxt.method": name,
+    }
+    if position is not None:
+        symbol = args[position] if len(args) > position else kwargs.get("symbol")
+        if isinstance(symbol, str):
+            attributes["ccxt.symbol"] = symbol
+    span = runtime.tracer.start_span(f"{exchange_id} {name}", kind=_CLIENT, attributes=attributes)
+    call = Call(exchange, name, span)
+    ctx_token = otel_context.attach(trace.set_span_in_context(span))
+    call_token = CALL.set(call)
+    return call, ctx_token, call_token
+
+
+def _finish_call(
+    runtime: Runtime, call: Call, ctx_token: Any, call_token: Any, started: float,
+    exc: BaseException | None,
+) -> None:
+    CALL.reset(call_token)
+    otel_context.detach(ctx_token)
+    span = call.span
+    if exc is not None and span.is_recording():
+        record_exception(span, exc, credential_values(call.exchange))
+    span.end()
+    exchange_id = str(getattr(call.exchange, "id", "") or "")
+    runtime.record_duration(time.perf_counter() - started, exchange_id, call.method, exc)
+
+
+def _unified_sync(
+    name: str, original: Callable[..., Any], position: int | None, get_runtime: RuntimeGetter
+) -> Callable[..., Any]:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        runtime = get_runtime()
+        if runtime is None or CALL.get() is not None or not is_instrumentation_enabled():
+            return original(self, *args, **kwargs)
+        started = time.perf_counter()
+        call, ctx_token, call_token = _start_call(runtime, self, name, position, args, kwargs)
+        try:
+            guard = runtime.guard(self.id)
+            if guard is None:
+                result = original(self, *args, **kwargs)
+            else:
+                result = guard.run(call, original, args, kwargs)
+        except BaseException as exc:
+            _finish_call(runtime, call, ctx_token, call_token, started, exc)
+            raise
+        _finish_call(runtime, call, ctx_token, call_token, started, None)
+        return result
+
+    return wrapper
+
+
+def _unified_async(
+    name: str, original: Callable[..., Any], position: int | None, get_runtime: RuntimeGetter
+) -> Callable[..., Any]:
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        runtime = get_runtime()
+        if runtime is None or CALL.get() is not None or not is_instrumentation_enabled():
+            return await original(self, *args, **kwargs)
+        started = time.perf_counter()
+        call, ctx_token, call_token = _start_call(runtime, self, name, position, args, kwargs)
+        try:
+            guard = runtime.guard(self.id)
+            if guard is None:
+                result = await original(self, *args, **kwargs)
+            else:
+                result = await guard.run_async(call, original, args, kwargs)
+        except BaseException as exc:
+            _finish_call(runtime, call, ctx_token, call_token, started, exc)
+            raise
+        _finish_call(runtime, call, ctx_token, call_token, started, None)
+        return result
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------- fetch2 / throttle
+def _limiter_cost(runtime: Runtime, exchange: Any, args: tuple[Any, ...]) -> tuple[Any, float]:
+    """otelres' limiter for this exchange and the request's cost in ccxt units, or (None, 0)."""
+    guard = runtime.guard(exchange.id)
+    limiter = None if guard is None else guard.limiter
+    if limiter is None:
+        return None, 0.0
+    path, api, method, params, config = (list(args) + [None] * 5)[:5]
+    try:
+        cost = float(exchange.calculate_rate_limiter_cost(
+            api if api is not None else "public", method or "GET", path, params or {}, config or {}
+        ))
+    except Exception:
+        cost = 1.0
+    return limiter, cost
+
+
+def _endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+    path = args[0] if args else kwargs.get("path", "")
+    api = args[1] if len(args) > 1 else kwargs.get("api", "public")
+    if isinstance(api, (list, tuple)):
+        api = "/".join(str(part) for part in api)
+    return str(api), str(path)
+
+
+def _fetch2_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        runtime = get_runtime()
+        if runtime is None:
+            return original(self, *args, **kwargs)
+        endpoint_token = ENDPOINT.set(_endpoint(args, kwargs))
+        try:
+            limiter, cost = _limiter_cost(runtime, self, args)
+            if limiter is None:
+                return original(self, *args, **kwargs)
+            limiter.acquire(min(cost, limiter.capacity))
+            skip_token = SKIP_THROTTLE.set(True)
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                SKIP_THROTTLE.reset(skip_token)
+        finally:
+            ENDPOINT.reset(endpoint_token)
+
+    return wrapper
+
+
+def _fetch2_async(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        runtime = get_runtime()
+        if runtime is None:
+            return await original(self, *args, **kwargs)
+        endpoint_token = ENDPOINT.set(_endpoint(args, kwargs))
+        try:
+            limiter, cost = _limiter_cost(runtime, self, args)
+            if limiter is None:
+                return await original(self, *args, **kwargs)
+            await limiter.acquire_async(min(cost, limiter.capacity))
+            skip_token = SKIP_THROTTLE.set(True)
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                SKIP_THROTTLE.reset(skip_token)
+        finally:
+            ENDPOINT.reset(endpoint_token)
+
+    return wrapper
+
+
+def _throttle_sync(original: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if SKIP_THROTTLE.get():
+            return None
+        return original(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _throttle_async(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if SKIP_THROTTLE.get():
+            return None
+        return await original(self, *args, **kwargs)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------- HTTP
+def _start_http(
+    runtime: Runtime, exchange: Any, url: str, method: str
+) -> tuple[HttpExchange, Any, Any]:
+    parts = urlsplit(url)
+    endpoint = ENDPOINT.get()
+    template = endpoint[1] if endpoint is not None else ""
+    attributes: dict[str, AttributeValue] = {
+        "http.request.method": method,
+        "url.path": parts.path,
+        "url.scheme": parts.scheme,
+        "server.address": parts.hostname or "",
+        "ccxt.exchange.id": str(getattr(exchange, "id", "")),
+    }
+    if parts.port is not None:
+        attributes["server.port"] = parts.port
+    if endpoint is not None:
+        attributes["ccxt.api"] = endpoint[0]
+        attributes["url.template"] = template
+    span = runtime.tracer.start_span(
+        f"{method} {template}" if template else method, kind=_CLIENT, attributes=attributes
+    )
+    http = HttpExchange(span)
+    ctx = trace.set_span_in_context(span)
+    ctx_token = otel_context.attach(otel_context.set_value(_SUPPRESS_HTTP_KEY, True, ctx))
+    http_token = HTTP.set(http)
+    return http, ctx_token, http_token
+
+
+def _finish_http(http: HttpExchange, ctx_token: Any, http_token: Any,
+                 exc: BaseException | None) -> None:
+    HTTP.reset(http_token)
+    otel_context.detach(ctx_token)
+    span = http.span
+    if span.is_recording():
+        status = http.status
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+        if exc is not None:
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR))
+        elif status is not None and status >= 400:
+            span.set_attribute("error.type", str(status))
+            span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
+def _fetch_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
+    def wrapper(self: Any, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
+        runtime = get_runtime()
+        if runtime is None or not is_instrumentation_enabled():
+            return original(self, url, method, *args, **kwargs)
+        http, ctx_token, http_token = _start_http(runtime, self, url, method)
+        try:
+            result = original(self, url, method, *args, **kwargs)
+        except BaseException as exc:
+            _finish_http(http, ctx_token, http_token, exc)
+            raise
+        _finish_http(http, ctx_token, http_token, None)
+        return result
+
+    return wrapper
+
+
+def _fetch_async(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
+    async def wrapper(self: Any, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
+        runtime = get_runtime()
+        if runtime is None or not is_instrumentation_enabled():
+            return await original(self, url, method, *args, **kwargs)
+        http, ctx_token, http_token = _start_http(runtime, self, url, method)
+        try:
+            result = await original(self, url, method, *args, **kwargs)
+        except BaseException as exc:
+            _finish_http(http, ctx_token, http_token, exc)
+            raise
+        _finish_http(http, ctx_token, http_token, None)
+        return result
+
+    return wrapper
+
+
+def _retry_after_seconds(headers: Any) -> float | None:
+    if not headers:
+        return None
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        # An HTTP date: how far in the future it lies.
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(str(value)).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, seconds)
+
+
+def _on_rest_response(original: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(self: Any, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
+                *args: Any, **kwargs: Any) -> Any:
+        http = HTTP.get()
+        if http is not None:
+            try:
+                http.status = int(code)
+            except (TypeError, ValueError):
+                pass
+            if http.status is not None and http.status >= 400:
+                call = CALL.get()
+                if call is not None:
+                    call.retry_after = _retry_after_seconds(response_headers)
+        return original(self, code, reason, url, method, response_headers, *args, **kwargs)
+
+    return wrapper
