@@ -4,8 +4,8 @@
 loop) so that a guarded call can never hang on Redis and never sees a Redis error:
 
 * every command has a short socket timeout and a short connect timeout, and redis-py's
-  own retries are off (its default retries three times with back-off, which would turn
-  a 0.25 s timeout into seconds of waiting);
+  own retries are off (recent redis-py retries up to ten times with back-off by default,
+  which would turn a 0.25 s timeout into seconds of waiting);
 * when Redis fails (refused, reset, timed out), the connection is marked down and
   :class:`RedisUnavailableError` is raised; for the next ``reconnect_interval`` seconds
   every call raises it at once without touching the network, then one call tries again.

@@ -133,7 +133,7 @@ def test_the_half_open_probe_limit_holds_across_processes(
     assert group[1].ask("ok", 1, 0.0) == ["rejected:open"]
     time.sleep(0.6)
     for guards in group:
-        guards.send("ok", 5, 1.5)  # probes take long enough for every call to arrive meanwhile
+        guards.send("ok", 5, 2.5)  # probes take long enough for every call to arrive meanwhile
     outcomes = [outcome for guards in group for outcome in guards.reply()]
     assert sorted(outcomes) == ["ok"] * 2 + ["rejected:half_open"] * 18
     storage = RedisBreakerStorage("shared", RedisConnection(redis_server.url))
@@ -162,7 +162,7 @@ def test_redis_killed_mid_run(own_redis_server: RedisServer, start_guards: Any, 
     for report in reports:
         counts = report["counts"]
         assert not [k for k in counts if k.startswith("error:")], counts
-        assert report["longest"] < socket_timeout + 0.25, report
+        assert report["longest"] < socket_timeout + 0.4, report  # redis-py retries: seconds
         assert counts.get("ok", 0) > 50  # before the kill and after the restart
         if fail_mode == "open":
             assert set(counts) == {"ok"}, counts  # the outage never stopped the calls
