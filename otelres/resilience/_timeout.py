@@ -36,6 +36,7 @@ import inspect
 import logging
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -65,7 +66,16 @@ class Timeout:
     ``otelres.timeout`` event on the active span.
     """
 
-    __slots__ = ("_counter", "_executor", "_lock", "_mode", "max_workers", "name", "seconds")
+    __slots__ = (
+        "__weakref__",
+        "_counter",
+        "_executor",
+        "_lock",
+        "_mode",
+        "max_workers",
+        "name",
+        "seconds",
+    )
 
     def __init__(
         self,
@@ -169,6 +179,8 @@ class Timeout:
                         self.max_workers, thread_name_prefix=f"otelres-timeout-{self.name}"
                     )
                     self._executor = executor
+                    # Idle workers of a timeout nobody uses any more are let go with it.
+                    weakref.finalize(self, executor.shutdown, wait=False)
         return executor
 
     def shutdown(self, wait: bool = False) -> None:

@@ -164,3 +164,22 @@ async def test_telemetry() -> None:
     (event,) = capture.spans("request")[0].events
     assert event.name == "otelres.timeout"
     assert event.attributes["timeout.seconds"] == 0.01
+
+
+def test_unused_timeout_releases_its_threads() -> None:
+    """When a Timeout is garbage collected, the idle worker threads of its pool exit."""
+    import gc
+
+    timeout = Timeout("gc-me", 1.0)
+    assert timeout.call(lambda: 1) == 1
+
+    def workers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("otelres-timeout-gc-me")]
+
+    assert workers()
+    del timeout
+    gc.collect()
+    deadline = time.monotonic() + 5.0
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert workers() == []
