@@ -49,7 +49,7 @@ def _severity(record: logging.LogRecord) -> tuple[SeverityNumber, str]:
     if base is None:
         return SeverityNumber.TRACE, record.levelname
     number, _ = _SEVERITY[base]
-    offset = min(3, (record.levelno - base) // 3)
+    offset = min(3, record.levelno - base)  # as the SDK does: 21 is INFO2, 23 and up INFO4
     return SeverityNumber(number.value + offset), record.levelname
 
 

@@ -283,3 +283,16 @@ def test_unreadable_configuration_still_gives_working_logs(
     err = capsys.readouterr().err
     assert "configuration could not be read" in err
     assert '"message": "still works"' in err
+
+
+def test_text_lines_carry_redacted_exception_and_stack(stream: io.StringIO) -> None:
+    """In text format the traceback and stack follow the line, redacted."""
+    setup_logging(MonitoringSettings(log_format="text"), stream=stream)
+    try:
+        raise ValueError("password=hunter2")
+    except ValueError:
+        get_logger("t").error("failed", exc_info=True, stack_info=True)
+    text = stream.getvalue()
+    assert "ValueError: password=***" in text
+    assert "Stack (most recent call last)" in text
+    assert "hunter2" not in text

@@ -144,3 +144,36 @@ def test_an_application_otel_handler_is_not_doubled(
     assert not any(isinstance(h, OTelLogHandler) for h in root.handlers)
     assert [f.log_record.body for f in exporter.get_finished_logs()].count("exported once") == 1
     assert "already has an OpenTelemetry handler (LoggingHandler)" in caplog.text
+
+
+def test_attribute_values_become_valid_otel_types(
+    stream: io.StringIO, provider: LoggerProvider, exporter: InMemoryLogRecordExporter
+) -> None:
+    """Homogeneous lists stay lists; mixed lists, dicts and objects become JSON or text."""
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    get_logger("app").info(
+        "types", extra={"sizes": [1, 2], "mixed": [1, "a"], "cfg": {"n": 1}, "none": None}
+    )
+    attributes = dict(exporter.get_finished_logs()[0].log_record.attributes or {})
+    assert list(attributes["sizes"]) == [1, 2]
+    assert attributes["mixed"] == '[1, "a"]'
+    assert attributes["cfg"] == '{"n": 1}'
+    assert attributes["none"] == "null"
+
+
+@pytest.mark.parametrize(
+    ("level", "number"),
+    [
+        (logging.DEBUG, SeverityNumber.DEBUG),
+        (logging.CRITICAL, SeverityNumber.FATAL),
+        (25, SeverityNumber.INFO4),
+        (5, SeverityNumber.TRACE),
+    ],
+)
+def test_severity_follows_the_level(
+    level: int, number: SeverityNumber, provider: LoggerProvider, exporter: InMemoryLogRecordExporter
+) -> None:
+    """Standard and custom levels map onto the OTel severity ranges."""
+    handler = OTelLogHandler(provider)
+    handler.handle(logging.LogRecord("app", level, __file__, 1, "m", (), None))
+    assert exporter.get_finished_logs()[0].log_record.severity_number == number

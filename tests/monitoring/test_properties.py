@@ -31,8 +31,7 @@ SECRETS = st.text(
 
 def _record(msg: Any, extra: dict[str, Any]) -> logging.LogRecord:
     record = logging.LogRecord("prop", logging.INFO, __file__, 1, msg, (), None)
-    for key, value in extra.items():
-        setattr(record, key, value)
+    record.__dict__.update(extra)  # as logging.Logger.makeRecord stores extra
     return record
 
 
