@@ -200,7 +200,7 @@ class RecoveryManager:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(destination, flags, 0o600)
         try:
-            with os.fdopen(fd, "wb", buffering=0, closefd=False) as out:
+            with os.fdopen(fd, "wb", closefd=False) as out:
                 for chunk in self.manager.read_entry(backup_id, record):
                     out.write(chunk)
             os.fsync(fd)

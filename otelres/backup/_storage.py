@@ -166,7 +166,7 @@ class _LocalStaged:
         fd = os.open(self._tmp / path, flags, 0o600)
         written = 0
         try:
-            with os.fdopen(fd, "wb", buffering=0, closefd=False) as out:
+            with os.fdopen(fd, "wb", closefd=False) as out:
                 for chunk in chunks:
                     if chunk:
                         out.write(chunk)
