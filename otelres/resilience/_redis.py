@@ -49,8 +49,8 @@ def use_redis(
     *connection* is a :class:`RedisConnection`, a ``redis://`` URL (with the defaults of
     ``[resilience.redis]`` for everything else), or None for the connection that
     ``[resilience.redis]`` of the current configuration describes. Returns the connection
-    in use. Nothing is contacted yet: the first guarded call connects, and an unreachable
-    Redis is handled by the fail mode, never by an exception here.
+    in use. redis-py is imported here, but nothing is contacted yet: the first guarded call
+    connects, and an unreachable Redis is handled by the fail mode, never by an exception here.
     """
     from otelres import config
     from otelres.resilience._breaker_storage import set_default_storage_factory
@@ -63,6 +63,9 @@ def use_redis(
 
             settings = dataclasses.replace(settings, url=connection)
         connection = RedisConnection.from_settings(settings, meter_provider=meter_provider)
+    # Import redis-py and build the client now, at start-up, rather than in the first
+    # guarded call (the import alone takes a good fraction of a second). No network yet.
+    _ = connection.client
     set_default_storage_factory(redis_storage_factory(connection, meter_provider=meter_provider))
     set_backend_factory(redis_bucket_factory(connection, meter_provider=meter_provider))
     return connection

@@ -97,6 +97,8 @@ def guard_worker(url: str, options: dict[str, Any], commands: Queue[Any], result
     limiter = RateLimiter.from_config(
         options.get("limiter", "shared"), rate=options.get("rate", 10_000.0), mode="reject"
     )
+    limiter.acquire()  # connect and load the scripts before the test starts timing calls
+    breaker.call(lambda: None)
     results.put(("ready", type(breaker.storage).__name__, type(limiter.backend).__name__))
 
     def one_call(fail: bool, sleep: float) -> str:
