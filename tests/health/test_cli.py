@@ -294,3 +294,14 @@ def test_serve_sets_up_configured_exporters_and_serves_metrics(project: Callable
     assert re.search(r'otelres_health_status\{health_check_name="yellow"[^}]*\} 1\.0', body)
     assert re.search(r'otelres_health_status\{health_check_name="overall"[^}]*\} 1\.0', body)
     assert status == 0
+
+
+def test_python_m_otelres_health_is_the_health_command(project: Callable[..., Path], tmp_path: Path) -> None:
+    """`python -m otelres.health` (the seed's way to run its checker) behaves like `otelres health`."""
+    project("red")
+    done = subprocess.run(
+        [sys.executable, "-m", "otelres.health", "--json"], cwd=tmp_path, env=_env(),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert json.loads(done.stdout)["checks"]["red"]["message"] == "exchange down"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -82,3 +83,18 @@ async def test_an_exchange_id_builds_a_client_from_options(exchange: ExchangeSer
     assert (await check.check()).status is HealthStatus.GREEN
     assert (await check.check()).status is HealthStatus.GREEN
     assert exchange.count(path="/0/public/SystemStatus") == 2
+
+
+async def test_results_carry_no_credentials(exchange: ExchangeServer) -> None:
+    """Whatever goes wrong, the result of an authenticated client holds neither its key nor its secret."""
+    from otelres._testing.exchange import KRAKEN_CREDENTIALS
+
+    client = exchange.client("kraken")
+    texts = []
+    for fault in (Fault("http", status=500), Fault("drop"), Fault("maintenance")):
+        exchange.clear_faults()
+        exchange.inject(fault)
+        texts.append(json.dumps((await ExchangeCheck(client).check()).to_dict()))
+    for text in texts:
+        assert KRAKEN_CREDENTIALS.api_key not in text
+        assert KRAKEN_CREDENTIALS.secret not in text
