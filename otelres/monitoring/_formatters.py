@@ -102,9 +102,9 @@ class _TraceFields:
         if last is not None and last[0] is context:
             ids = last[1]
         else:
-            ids = (
-                f"{context.trace_id:032x}",
-                f"{context.span_id:016x}",
+            ids = (  # bytes.hex() is about twice as fast as format(..., "032x")
+                context.trace_id.to_bytes(16, "big").hex(),
+                context.span_id.to_bytes(8, "big").hex(),
                 f"{context.trace_flags:02x}",
             )
             self._last = (context, ids)
