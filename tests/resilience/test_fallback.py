@@ -215,3 +215,15 @@ def test_telemetry(call: Call) -> None:
     (event,) = capture.spans("request")[0].events
     assert event.name == "otelres.fallback"
     assert event.attributes["error.type"] == "Down"
+
+
+def test_async_handler_cannot_answer_sync_call(caplog: pytest.LogCaptureFixture) -> None:
+    """In a sync call a coroutine handler is skipped with an error log; the next fallback answers."""
+
+    async def handler(exc: Exception) -> str:
+        return "never"
+
+    chain = Fallback("a", handler=handler, then=Fallback("b", value="sync answer"))
+    with caplog.at_level(logging.ERROR, "otelres"):
+        assert chain.call(down) == "sync answer"
+    assert "async handler" in caplog.text

@@ -419,3 +419,54 @@ def test_failing_exporters_and_hooks_do_not_change_behaviour(clock: FakeClock, c
     metering.force_flush()
     metering.shutdown()
     tracing.shutdown()
+
+
+def test_sync_bulkhead_slot_is_held_across_retries() -> None:
+    """In the sync path too, a call backing off between attempts keeps its bulkhead slot."""
+    import threading
+
+    sleeping, release = threading.Event(), threading.Event()
+
+    def backoff(seconds: float) -> None:
+        sleeping.set()
+        release.wait(5)
+
+    pol = Policy(
+        "svc",
+        bulkhead=Bulkhead("svc", max_concurrent=1),
+        retry=Retry("svc", initial_delay=1, jitter="none", sleep=backoff),
+        fallback=Fallback("svc", handler=lambda exc: f"refused: {type(exc).__name__}"),
+    )
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(pol.call(Script(Down()))))
+    worker.start()
+    assert sleeping.wait(5)
+    assert pol.call(Script()) == "refused: BulkheadFullError"
+    release.set()
+    worker.join()
+    assert results == ["ok"]
+    assert pol.bulkhead is not None
+    assert pol.bulkhead.in_flight == 0
+
+
+async def test_async_limiter_and_timeout_layers(clock: FakeClock) -> None:
+    """With both a limiter and a timeout, each attempt pays a token and gets its own timeout."""
+    limiter = RateLimiter("svc", rate=100, capacity=10)
+    attempts = 0
+
+    async def slow_then_fast() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            await asyncio.sleep(1)
+        return "ok"
+
+    pol = Policy(
+        "svc",
+        retry=quick_retry(clock, retry_on=TimeoutError),
+        limiter=limiter,
+        timeout=Timeout("svc", 0.05),
+    )
+    assert await pol.call_async(slow_then_fast) == "ok"
+    assert attempts == 2
+    assert limiter.stats().acquired == 2

@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otelres import config
 from otelres.resilience import (
@@ -419,3 +421,64 @@ def test_rejection_event_and_count(capture: TelemetryCapture, clock: FakeClock) 
     (event,) = capture.spans("request")[0].events
     assert event.name == "otelres.limiter.rejected"
     assert event.attributes["limiter.name"] == "rej"
+
+
+def test_waiters_on_two_event_loops_share_one_budget() -> None:
+    """Tasks of two event loops in two threads queue on one limiter and stay within its budget."""
+    rate, capacity = 40.0, 1.0
+    limiter = RateLimiter("svc", rate=rate, capacity=capacity)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    async def many() -> None:
+        async def one() -> None:
+            await limiter.acquire_async()
+            with lock:
+                stamps.append(time.monotonic())
+
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(8))), 10)
+
+    threads = [threading.Thread(target=asyncio.run, args=(many(),)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(stamps) == 16
+    assert_within_budget(stamps, rate, capacity)
+    assert limiter.stats().waiting == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rate=st.floats(0.5, 50),
+    capacity=st.floats(1, 20),
+    start_full=st.booleans(),
+    steps=st.lists(st.tuples(st.sampled_from(["advance", "try", "reserve"]), st.floats(0, 3)), max_size=40),
+)
+def test_bucket_never_grants_more_than_its_budget(
+    rate: float, capacity: float, start_full: bool, steps: list[tuple[str, float]]
+) -> None:
+    """Whatever the sequence, tokens granted never exceed initial tokens + rate x elapsed."""
+    clock = FakeClock()
+    bucket = LocalTokenBucket(rate, capacity, start_full=start_full, clock=clock)
+    granted = 0.0
+    for action, amount in steps:
+        cost = max(0.01, min(capacity, amount))
+        if action == "advance":
+            clock.advance(amount)
+        elif action == "try":
+            wait = bucket.try_acquire(cost)
+            if wait == 0.0:
+                granted += cost
+            else:
+                assert wait == pytest.approx((cost - bucket.available()) / rate, rel=1e-6, abs=1e-9)
+        else:
+            wait = bucket.reserve(cost, max_wait=2.0)
+            if wait is not None:
+                assert wait <= 2.0
+                granted += cost
+                clock.advance(wait)  # the reserving caller sleeps until its tokens exist
+        elapsed = clock() - 1000.0
+        initial = capacity if start_full else 0.0
+        assert granted <= initial + rate * elapsed + 1e-6
+        assert bucket.available() <= capacity + 1e-9
