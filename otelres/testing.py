@@ -43,7 +43,7 @@ _LAZY = {
     "OtlpHttpReceiver": "otelres._testing.otlp_receiver",
     "TelemetryCapture": "otelres._testing.telemetry",
     "capture_telemetry": "otelres._testing.telemetry",
-    "no_backoff": "otelres.resilience.retry",
+    "no_backoff": "otelres.resilience._retry",
 }
 
 

@@ -557,3 +557,11 @@ def test_failing_meter_does_not_change_behaviour(clock: FakeClock, call: Call) -
     retry = make(clock, meter_provider=BrokenProvider())  # type: ignore[arg-type]
     assert call(retry, Script(Flaky(), Flaky())) == "ok"
     assert clock.slept == [1.0, 2.0]
+
+
+def test_testing_module_exports_no_backoff() -> None:
+    """otelres.testing.no_backoff is the retry module's no_backoff, as the docs promise."""
+    from otelres import testing
+    from otelres.resilience import no_backoff as resilience_no_backoff
+
+    assert testing.no_backoff is resilience_no_backoff
