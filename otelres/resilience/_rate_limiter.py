@@ -334,12 +334,19 @@ class RateLimiter:
         return self._backend.available()
 
     def stats(self) -> LimiterStats:
-        """A snapshot of the bucket and the outcome counts."""
+        """A snapshot of the bucket and the outcome counts.
+
+        ``available`` is NaN when the backend cannot say (a shared store that is down).
+        """
+        try:
+            available = self._backend.available()
+        except Exception:
+            available = float("nan")
         return LimiterStats(
             self.name,
             self.rate,
             self._capacity,
-            self._backend.available(),
+            available,
             self._acquired,
             self._waited,
             self._rejected,

@@ -482,3 +482,31 @@ def test_bucket_never_grants_more_than_its_budget(
         initial = capacity if start_full else 0.0
         assert granted <= initial + rate * elapsed + 1e-6
         assert bucket.available() <= capacity + 1e-9
+
+
+class _UnreadableBucket(LocalTokenBucket):
+    """A bucket whose store cannot report its level (like a shared store that is down)."""
+
+    def available(self) -> float:
+        raise ConnectionError("store down")
+
+
+def test_unreadable_backend_leaves_stats_and_metrics_working(clock: FakeClock) -> None:
+    """A backend that cannot report its tokens gives NaN in stats() and no gauge point, and grants go on."""
+    import math
+
+    capture = capture_telemetry(install_global=False)
+    limiter = RateLimiter(
+        "unreadable", backend=_UnreadableBucket(5, 5, clock=clock), meter_provider=capture.meter_provider
+    )
+    assert limiter.acquire() == 0.0
+    stats = limiter.stats()
+    assert math.isnan(stats.available)
+    assert stats.acquired == 1
+    assert capture.points("otelres.limiter.available_tokens", **{"limiter.name": "unreadable"}) == []
+    assert (
+        capture.value(
+            "otelres.limiter.acquisitions", **{"limiter.name": "unreadable", "limiter.outcome": "acquired"}
+        )
+        == 1
+    )
