@@ -61,7 +61,12 @@ if TYPE_CHECKING:
 
 __all__ = ["CcxtInstrumentor", "__version__"]
 
-_CCXT_LOGGERS = ("ccxt.base.exchange", "ccxt.async_support.base.exchange")
+# ccxt logs request headers and bodies at DEBUG; urllib3 (under sync ccxt) logs signed URLs.
+_CCXT_LOGGERS = (
+    "ccxt.base.exchange",
+    "ccxt.async_support.base.exchange",
+    "urllib3.connectionpool",
+)
 _lock = threading.Lock()
 _class_patcher: ClassPatcher | None = None
 _client_runtime: _runtime.Runtime | None = None

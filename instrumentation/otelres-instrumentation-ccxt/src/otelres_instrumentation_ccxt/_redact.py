@@ -72,10 +72,12 @@ def clean_text(text: str, secrets: tuple[str, ...] = ()) -> str:
 class CcxtLogRedactor(logging.Filter):
     """A logging filter for ccxt's loggers that cleans each record before it is emitted.
 
-    ccxt logs request headers and bodies at DEBUG level; the instrumentor installs this
-    filter on ``ccxt.base.exchange`` and ``ccxt.async_support.base.exchange`` so that no
-    handler ever sees a key, signature or nonce. It runs only for records that are
-    actually emitted, so it costs nothing while DEBUG is off.
+    ccxt logs request headers and bodies at DEBUG level, and urllib3 (under sync ccxt)
+    logs each signed URL; the instrumentor installs this filter on
+    ``ccxt.base.exchange``, ``ccxt.async_support.base.exchange`` and
+    ``urllib3.connectionpool`` so that no handler ever sees a key, signature or nonce.
+    It runs only for records that are actually emitted, so it costs nothing while DEBUG
+    is off.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
