@@ -409,9 +409,15 @@ class RateLimiter:
         Waiters are served in arrival order. Cancelling a waiting task removes it from
         the queue without taking tokens. Raises :class:`RateLimitExceededError` like
         :meth:`acquire`.
+
+        With a shared backend (Redis) in wait mode, the caller *reserves* its tokens in the
+        shared bucket and sleeps locally: the order of reservations is the order across all
+        processes. A cancelled caller then refunds its tokens to the bucket.
         """
         if not 0 < cost <= self._capacity:
             self._check_cost(cost)
+        if not self._local and not self._rejects:
+            return await self._reserve_shared(cost)
         if not self._waiters:
             if self._local:
                 wait = self._backend.try_acquire(cost)
@@ -427,6 +433,24 @@ class RateLimiter:
         elif self._rejects:
             raise self._reject(cost, None)
         return await self._queue(cost)
+
+    async def _reserve_shared(self, cost: float) -> float:
+        wait = await self._backend.reserve_async(cost, self.max_wait)
+        if wait == 0.0:
+            self._acquired += 1
+            return 0.0
+        if wait is None:
+            raise self._reject(cost, None)
+        try:
+            await self._async_sleep(wait)
+        except BaseException:
+            try:
+                self._backend.refund(cost)
+            except Exception:
+                _log.debug("otelres: limiter %r could not refund %g tokens", self.name, cost, exc_info=True)
+            raise
+        self._after_wait(wait)
+        return wait
 
     def _take_now(self, cost: float) -> bool:
         """Take *cost* tokens if that needs no waiting and no I/O (an in-process bucket, no queue).

@@ -510,3 +510,61 @@ def test_unreadable_backend_leaves_stats_and_metrics_working(clock: FakeClock) -
         )
         == 1
     )
+
+
+class _SharedBucket:
+    """A TokenBucketBackend that is not in-process (as Redis is): it records which calls it got."""
+
+    def __init__(self, rate: float, capacity: float, clock: FakeClock | None = None) -> None:
+        self.inner = LocalTokenBucket(rate, capacity, **({"clock": clock} if clock else {}))
+        self.calls: list[str] = []
+
+    @property
+    def rate(self) -> float:
+        return self.inner.rate
+
+    @property
+    def capacity(self) -> float:
+        return self.inner.capacity
+
+    def try_acquire(self, cost: float) -> float:
+        self.calls.append("try_acquire")
+        return self.inner.try_acquire(cost)
+
+    def reserve(self, cost: float, max_wait: float | None) -> float | None:
+        self.calls.append("reserve")
+        return self.inner.reserve(cost, max_wait)
+
+    def refund(self, cost: float) -> None:
+        self.calls.append("refund")
+        self.inner.refund(cost)
+
+    def available(self) -> float:
+        return self.inner.available()
+
+    async def try_acquire_async(self, cost: float) -> float:
+        self.calls.append("try_acquire_async")
+        return self.inner.try_acquire(cost)
+
+    async def reserve_async(self, cost: float, max_wait: float | None) -> float | None:
+        self.calls.append("reserve_async")
+        return self.inner.reserve(cost, max_wait)
+
+
+async def test_shared_backend_async_waiters_reserve_and_refund() -> None:
+    """With a shared backend, async waiters reserve in the shared bucket; a cancelled one refunds."""
+    shared = _SharedBucket(rate=10, capacity=1)
+    assert isinstance(shared, TokenBucketBackend)
+    limiter = RateLimiter("shared", backend=shared, max_wait=5)
+    assert await limiter.acquire_async() == 0.0
+    waiter = asyncio.create_task(limiter.acquire_async())
+    await asyncio.sleep(0.02)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert shared.calls == ["reserve_async", "reserve_async", "refund"]
+    assert await limiter.acquire_async() == pytest.approx(0.1, abs=0.05)
+    rejecting = RateLimiter("shared-reject", backend=_SharedBucket(rate=1, capacity=1), mode="reject")
+    await rejecting.acquire_async()
+    with pytest.raises(RateLimitExceededError):
+        await rejecting.acquire_async()
