@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-import pybreaker
+from typing import TYPE_CHECKING
+
+from otelres.resilience._pybreaker_import import load_pybreaker
+
+if TYPE_CHECKING:
+    import pybreaker
+else:
+    pybreaker = load_pybreaker()  # without the 0.3-0.5 s `import redis` pybreaker would do
 
 
 class ResilienceError(Exception):
@@ -16,7 +23,7 @@ class ResilienceError(Exception):
         self.name = name
 
 
-class CircuitBreakerOpenError(pybreaker.CircuitBreakerError, ResilienceError):  # type: ignore[misc]
+class CircuitBreakerOpenError(pybreaker.CircuitBreakerError, ResilienceError):
     """Raised instead of calling the function while breaker ``name`` rejects calls.
 
     A subclass of ``pybreaker.CircuitBreakerError``, so existing ``except`` clauses keep

@@ -36,16 +36,18 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import pybreaker
-
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._breaker_metrics import PUBLISHED
 from otelres.resilience._breaker_state import BreakerState
+from otelres.resilience._pybreaker_import import load_pybreaker
 
 if TYPE_CHECKING:
+    import pybreaker
     from opentelemetry.metrics import MeterProvider
 
     from otelres._otel import SpanMode
+else:
+    pybreaker = load_pybreaker()
 
 __all__ = ["PybreakerListener", "instrument_pybreaker"]
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pybreaker
 import pytest
 
 from otelres.resilience._pybreaker import PybreakerListener, instrument_pybreaker
 from otelres.testing import TelemetryCapture, capture_telemetry
+from tests.conftest import free_port, require_binary
 
 
 @pytest.fixture(name="capture")
@@ -136,3 +141,68 @@ def test_bridge_failures_never_reach_the_caller(
     listener._bridged[breaker]._successes = None  # type: ignore[assignment]
     assert breaker.call(lambda: "still fine") == "still fine"
     assert "pybreaker listener failed" in caplog.text
+
+
+def _python(code: str) -> str:
+    """Run *code* in a fresh interpreter; its stdout (a failure shows its stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_breaker_import_does_not_import_redis() -> None:
+    """`from otelres import circuit_breaker` loads pybreaker for the error base class, not redis."""
+    out = _python(
+        """
+        import sys
+        from otelres import CircuitBreakerOpenError, circuit_breaker
+        import pybreaker
+        assert issubclass(CircuitBreakerOpenError, pybreaker.CircuitBreakerError)
+        print(sorted(m for m in sys.modules if m == "redis" or m.startswith("redis.")))
+        print(pybreaker.HAS_REDIS_SUPPORT)
+        """
+    )
+    assert out.split() == ["[]", "True"]
+
+
+def test_pybreaker_redis_storage_still_works_after_otelres(tmp_path: Path) -> None:
+    """pybreaker's own Redis storage works (trips, and falls back on RedisError) after otelres loaded pybreaker."""
+    binary = require_binary("redis-server")
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        out = _python(
+            f"""
+            import sys, time
+            import otelres.resilience._errors
+            import pybreaker
+            assert "redis" not in sys.modules
+            import redis
+            client = redis.Redis(port={port}, socket_timeout=1)
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace="t")
+            breaker = pybreaker.CircuitBreaker(fail_max=1, state_storage=storage)
+            try:
+                breaker.call(lambda: 1 / 0)
+            except (ZeroDivisionError, pybreaker.CircuitBreakerError):
+                pass
+            print(breaker.current_state)
+            client.shutdown(nosave=True)
+            print(storage.state)  # RedisError caught by pybreaker: its fallback state
+            """
+        )
+    finally:
+        server.kill()
+        server.wait(10)
+    assert out.split() == ["open", "closed"]
