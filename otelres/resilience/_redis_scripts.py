@@ -1,6 +1,6 @@
 """The Lua scripts that keep shared breaker and limiter state atomic inside Redis.
 
-Each script touches exactly one key (so it also runs on Redis Cluster), reads the time
+Each script touches exactly one key (so the layout suits Redis Cluster), reads the time
 from the Redis server (``TIME``) so that the clocks of the client hosts never matter,
 writes numbers with full precision (``%.17g``; Redis would otherwise round Lua numbers
 to 14 digits), and sets a TTL so that abandoned state disappears by itself.
