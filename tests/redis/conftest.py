@@ -17,8 +17,6 @@ import pytest
 
 from tests.conftest import free_port, require_binary
 
-pytestmark = pytest.mark.integration
-
 
 class RedisServer:
     """One ``redis-server`` process this test session owns."""
