@@ -12,6 +12,7 @@ from otelres.resilience._breaker_state import BreakerState
 from otelres.resilience._breaker_storage import BreakerStorage
 from otelres.resilience._redis_breaker import RedisBreakerStorage
 from otelres.resilience._redis_client import RedisConnection
+from otelres.testing import FakeClock
 from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -92,6 +93,15 @@ def test_the_open_period_is_timed_by_redis_in_milliseconds(conns: list[RedisConn
     snap = b.snapshot()
     assert (snap.state, snap.retry_after) == (OPEN, 0.0)
     assert b.transition(OPEN, HALF_OPEN, generation=snap.generation) is not None
+
+
+def test_the_open_period_ignores_the_clients_clock(conns: list[RedisConnection]) -> None:
+    """The open period ends by Redis' clock even when the client's clock stands still."""
+    frozen = FakeClock()
+    storage = RedisBreakerStorage("clock", conns[0], clock=frozen)
+    storage.transition(CLOSED, OPEN, generation=0, open_for=0.2)
+    time.sleep(0.25)
+    assert storage.snapshot().retry_after == 0.0
 
 
 def test_probe_limit_holds_across_processes(conns: list[RedisConnection]) -> None:
