@@ -17,6 +17,8 @@ Webhook URLs and SMTP passwords are registered as secrets, so they never show in
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import smtplib
@@ -124,7 +126,11 @@ class WebhookAlertHandler:
 
     * *timeout_seconds*: per attempt; *max_attempts*: attempts in all, with backoff
       (or pass your own *retry*, a :class:`~otelres.resilience.Retry`);
-    * *headers*: added to every request (their values are registered as secrets).
+    * *headers*: added to every request (their values are registered as secrets);
+    * *signing_secret*: when given, every request carries
+      ``X-Otelres-Signature: sha256=<hex HMAC-SHA256 of the body>`` so the receiver can check
+      that the alert came from you (compare with ``hmac.compare_digest``);
+    * *ssl_context*: for ``https://`` URLs signed by a private CA (default: the system's).
 
     A ``Retry-After`` header on a 429 or 503 is honoured. Raises
     :class:`AlertDeliveryError` when delivery fails for good.
@@ -138,6 +144,8 @@ class WebhookAlertHandler:
         headers: Mapping[str, str] | None = None,
         max_attempts: int = 3,
         retry: Retry | None = None,
+        signing_secret: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         name: str = "webhook",
     ) -> None:
         parts = urlsplit(url) if isinstance(url, str) else None
@@ -160,6 +168,12 @@ class WebhookAlertHandler:
         for value in self.headers.values():
             if len(value) >= 4:
                 register_secret(value)
+        if signing_secret is not None:
+            if len(signing_secret) < 16:
+                raise ValueError("WebhookAlertHandler(signing_secret): use at least 16 characters")
+            register_secret(signing_secret)
+        self._signing_key = signing_secret.encode("utf-8") if signing_secret is not None else None
+        self.ssl_context = ssl_context
         self.retry = retry if retry is not None else _default_retry("otelres.alerts.webhook", max_attempts)
 
     def __call__(self, alert: Alert) -> None:
@@ -173,18 +187,19 @@ class WebhookAlertHandler:
         Errors name :attr:`target` only: the URL's path and query are the credential of most
         chat webhooks and must not reach logs or exception messages.
         """
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": f"otelres/{__version__}",
-                **self.headers,
-            },
-        )
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"otelres/{__version__}",
+            **self.headers,
+        }
+        if self._signing_key is not None:
+            digest = hmac.new(self._signing_key, body, hashlib.sha256).hexdigest()
+            headers["X-Otelres-Signature"] = f"sha256={digest}"
+        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout_seconds, context=self.ssl_context
+            ) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
             status = exc.code
@@ -215,7 +230,8 @@ class EmailAlertHandler:
     """Sends each notification as a plain-text e-mail through an SMTP server.
 
     * *host*, *port*: the SMTP server; *security*: ``"none"``, ``"starttls"`` or ``"ssl"``
-      (implicit TLS, usually port 465);
+      (implicit TLS, usually port 465); *ssl_context* for a server certificate signed by a
+      private CA (default: the system's trust store, with host name checking);
     * *sender*, *recipients*: the envelope and header addresses;
     * *username*, *password*: log in when given (the password is registered as a secret);
     * *timeout_seconds* per attempt, *max_attempts* or your own *retry*.
@@ -234,6 +250,7 @@ class EmailAlertHandler:
         username: str | None = None,
         password: str | None = None,
         security: Literal["none", "starttls", "ssl"] = "none",
+        ssl_context: ssl.SSLContext | None = None,
         timeout_seconds: float = 10.0,
         max_attempts: int = 3,
         retry: Retry | None = None,
@@ -261,6 +278,7 @@ class EmailAlertHandler:
         if password is not None and len(password) >= 4:
             register_secret(password)
         self.security = security
+        self.ssl_context = ssl_context
         self.timeout_seconds = timeout_seconds
         self.subject_prefix = subject_prefix
         self.name = name
@@ -301,13 +319,13 @@ class EmailAlertHandler:
             if self.security == "ssl":
                 smtp = smtplib.SMTP_SSL(
                     self.host, self.port, timeout=self.timeout_seconds,
-                    context=ssl.create_default_context(),
+                    context=self.ssl_context or ssl.create_default_context(),
                 )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds)
             with smtp:
                 if self.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=self.ssl_context or ssl.create_default_context())
                 if self.username is not None and self._password is not None:
                     smtp.login(self.username, self._password)
                 smtp.send_message(message, from_addr=self.sender, to_addrs=self.recipients)

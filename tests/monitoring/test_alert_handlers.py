@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 import email
 import email.policy
+import hashlib
+import hmac
 import io
+import ipaddress
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,7 +67,8 @@ def make_alert(status: str = "firing", **changes: Any) -> Alert:
 class WebhookReceiver:
     """An HTTP server that records POSTs and answers with scripted status codes (then 200)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "https" if tls is not None else "http"
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.statuses: list[int] = []
         self.retry_after: str | None = None
@@ -85,11 +92,13 @@ class WebhookReceiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def url(self, path: str = "/hooks/T000/B000/XXXXSECRETXXXX") -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}{path}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -349,3 +358,91 @@ def test_manager_notifies_webhook_and_email_end_to_end(
     subjects = [message["Subject"].strip() for _, _, message in inbox.messages]
     assert subjects[0].startswith("[otelres] [FIRING] breaker_open:e2e_kraken")
     assert subjects[1].startswith("[otelres] [RESOLVED] breaker_open:e2e_kraken")
+
+
+@pytest.fixture(name="certificate", scope="module")
+def _certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert file, key file), made for these tests."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def _server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def test_webhook_signs_its_body(receiver: WebhookReceiver) -> None:
+    """With signing_secret the request carries an HMAC-SHA256 of the exact body it sent."""
+    secret = "webhook-signing-secret-0001"
+    WebhookAlertHandler(receiver.url(), signing_secret=secret)(make_alert())
+    ((_, headers, body),) = receiver.requests
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Otelres-Signature"], expected)
+
+
+def test_webhook_over_https_with_a_private_ca(certificate: tuple[Path, Path]) -> None:
+    """An https webhook is verified against the given CA, and refused without it."""
+    receiver = WebhookReceiver(tls=_server_tls(certificate))
+    try:
+        trusted = ssl.create_default_context(cafile=str(certificate[0]))
+        WebhookAlertHandler(receiver.url(), ssl_context=trusted)(make_alert())
+        assert len(receiver.requests) == 1
+        with no_backoff(), pytest.raises(AlertDeliveryError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+            WebhookAlertHandler(receiver.url(), max_attempts=1)(make_alert())
+    finally:
+        receiver.close()
+
+
+def test_email_over_starttls_with_login(certificate: tuple[Path, Path]) -> None:
+    """security="starttls" upgrades the connection before logging in to a server that demands it."""
+    inbox = Inbox()
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        return AuthResult(success=auth_data.password == b"tls-pass-123", handled=False)
+
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=free_port(), tls_context=_server_tls(certificate),
+        require_starttls=True, authenticator=authenticate, auth_required=True,
+    )
+    controller.start()
+    try:
+        EmailAlertHandler(
+            "127.0.0.1", controller.port, security="starttls",
+            ssl_context=ssl.create_default_context(cafile=str(certificate[0])),
+            sender="bot@example.test", recipients=["ops@example.test"],
+            username="bot", password="tls-pass-123",
+        )(make_alert())
+    finally:
+        controller.stop()
+    assert len(inbox.messages) == 1
