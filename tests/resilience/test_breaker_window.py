@@ -22,7 +22,7 @@ def _naive(calls: list[tuple[bool, bool]], minimum: int) -> tuple[float, float]:
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     size=st.integers(1, 12),
     minimum=st.integers(1, 12),
@@ -40,7 +40,7 @@ def test_count_window_matches_the_last_calls(
     assert window.rates() == (-1.0, -1.0)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     seconds=st.sampled_from([1.0, 10.0, 60.0]),
     minimum=st.integers(1, 5),
