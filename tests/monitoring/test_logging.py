@@ -296,3 +296,29 @@ def test_text_lines_carry_redacted_exception_and_stack(stream: io.StringIO) -> N
     assert "ValueError: password=***" in text
     assert "Stack (most recent call last)" in text
     assert "hunter2" not in text
+
+
+def test_concurrent_threads_each_log_their_own_trace_ids(stream: io.StringIO, tracer: Any) -> None:
+    """Lines logged at once from many threads, each in its own span, carry that span's IDs."""
+    import threading
+
+    setup_logging(MonitoringSettings(), stream=stream)
+    logger = get_logger("threads")
+    expected: dict[str, str] = {}
+    barrier = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        with tracer.start_as_current_span(f"worker {n}") as span:
+            expected[str(n)] = f"{span.get_span_context().span_id:016x}"
+            barrier.wait()
+            for _ in range(50):
+                logger.info("tick", extra={"worker": str(n)})
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = json_lines(stream)
+    assert len(lines) == 400
+    assert all(line["span_id"] == expected[line["worker"]] for line in lines)
