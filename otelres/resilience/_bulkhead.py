@@ -205,6 +205,23 @@ class Bulkhead:
         finally:
             self.release()
 
+    # ------------------------------------------------------------------ context managers
+    def __enter__(self) -> Bulkhead:
+        """``with bulkhead:`` holds a slot for the block (see :meth:`acquire`)."""
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    async def __aenter__(self) -> Bulkhead:
+        """``async with bulkhead:`` holds a slot for the block (see :meth:`acquire_async`)."""
+        await self.acquire_async()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
     # ------------------------------------------------------------------ slots
     def acquire(self) -> None:
         """Take a slot for the calling thread, or raise :class:`BulkheadFullError`.

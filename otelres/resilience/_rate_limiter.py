@@ -510,6 +510,23 @@ class RateLimiter:
         self._after_wait(waited)
         return waited
 
+    # ------------------------------------------------------------------ context managers
+    def __enter__(self) -> RateLimiter:
+        """``with limiter:`` takes one token (see :meth:`acquire`) before the block."""
+        self.acquire(1.0)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    async def __aenter__(self) -> RateLimiter:
+        """``async with limiter:`` takes one token (see :meth:`acquire_async`), as aiolimiter does."""
+        await self.acquire_async(1.0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
     # ------------------------------------------------------------------ decorator
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async function: each call takes one token first."""

@@ -232,3 +232,23 @@ async def test_telemetry() -> None:
     assert capture.value("otelres.bulkhead.in_flight", **{"bulkhead.name": "orders"}) == 0
     (event,) = capture.spans("request")[0].events
     assert event.name == "otelres.bulkhead.rejected"
+
+
+async def test_context_managers() -> None:
+    """``with`` and ``async with`` hold a slot for the block and give it back, even on error."""
+    bulkhead = Bulkhead("svc", max_concurrent=1)
+    with bulkhead:
+        assert bulkhead.in_flight == 1
+        with pytest.raises(BulkheadFullError):
+            bulkhead.acquire()
+    seen: list[int] = []
+
+    async def fails_inside() -> None:
+        async with bulkhead:
+            seen.append(bulkhead.in_flight)
+            raise KeyError("inside")
+
+    with pytest.raises(KeyError):
+        await fails_inside()
+    assert seen == [1]
+    assert bulkhead.in_flight == 0

@@ -568,3 +568,16 @@ async def test_shared_backend_async_waiters_reserve_and_refund() -> None:
     await rejecting.acquire_async()
     with pytest.raises(RateLimitExceededError):
         await rejecting.acquire_async()
+
+
+async def test_context_managers(clock: FakeClock) -> None:
+    """``with`` and ``async with`` take one token for the block."""
+    limiter = fake(clock, capacity=2, mode="reject")
+    with limiter:
+        pass
+    async with limiter:
+        pass
+    with pytest.raises(RateLimitExceededError):
+        async with limiter:
+            pass
+    assert limiter.stats().acquired == 2
