@@ -13,7 +13,9 @@ whose JSON is about 50 MB. Three comparisons run interleaved in every round:
    bytes already serialized (not timed).
 
 Each ratio is gzip time / otelres time, i.e. otelres throughput as a fraction of the
-gzip baseline (target >= 0.7); medians over the rounds, and the best round. otelres
+gzip baseline (target >= 0.7); medians over the rounds, and the best round. The CPU ratio
+(process CPU seconds, all threads) is printed beside it: wall time on a loaded machine
+swings by 2x between rounds, the work done does not. otelres
 serializes big states in slices on one core while another compresses: on an idle
 2-core machine comparison 3 gains from that, on a loaded one it cannot.
 
@@ -62,10 +64,11 @@ def make_state(megabytes: float, seed: int = 7) -> dict[str, Any]:
     return {"trades": trades, "balances": {s: rng.uniform(0, 1e5) for s in symbols}}
 
 
-def _timed(action: Any) -> float:
-    started = time.perf_counter()
+def _timed(action: Any) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all threads of the process) of one call of *action*."""
+    started, cpu = time.perf_counter(), time.process_time()
     action()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> None:
@@ -107,31 +110,38 @@ def main() -> None:
         "state vs bytes": (gzip_bytes, ours(data={"trades": state})),
     }
     ratios: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu_ratios: dict[str, list[float]] = {name: [] for name in contenders}
     speeds: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     try:
         for round_no in range(args.rounds):
             line = [f"round {round_no + 1}:"]
             for name, (baseline, candidate) in contenders.items():
-                base_time = _timed(baseline)
+                base_time, base_cpu = _timed(baseline)
                 target.unlink()
-                our_time = _timed(candidate)
+                our_time, our_cpu = _timed(candidate)
                 manager.delete_backup(ours.last)  # type: ignore[attr-defined]
                 ratios[name].append(base_time / our_time)
+                cpu_ratios[name].append(base_cpu / our_cpu)
                 speeds[name].append((mb / base_time, mb / our_time))
-                line.append(f"{name} {base_time / our_time:.2f}")
+                line.append(f"{name} {base_time / our_time:.2f} (cpu {base_cpu / our_cpu:.2f})")
             print("  ".join(line), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nstate: {mb:.1f} MB of JSON, gzip level {LEVEL}, {args.rounds} rounds, interleaved")
-    print(f"{'comparison':<16}{'gzip MB/s':>11}{'otelres MB/s':>14}{'ratio median':>14}{'best':>7}")
+    print(
+        f"{'comparison':<16}{'gzip MB/s':>11}{'otelres MB/s':>14}{'ratio median':>14}{'best':>7}"
+        f"{'cpu ratio':>11}"
+    )
     for name in contenders:
         base = statistics.median(s[0] for s in speeds[name])
         our = statistics.median(s[1] for s in speeds[name])
         print(
             f"{name:<16}{base:>11.1f}{our:>14.1f}{statistics.median(ratios[name]):>14.2f}"
-            f"{max(ratios[name]):>7.2f}"
+            f"{max(ratios[name]):>7.2f}{statistics.median(cpu_ratios[name]):>11.2f}"
         )
-    print("ratio = otelres create+verify throughput / gzip.open write throughput (target >= 0.70)")
+    print("ratio = otelres create+verify throughput / gzip.open write throughput (target >= 0.70);")
+    print("cpu ratio = gzip CPU seconds / otelres CPU seconds (all threads): the work ratio, which")
+    print("load on a shared machine does not distort")
 
 
 if __name__ == "__main__":
