@@ -119,6 +119,9 @@ def _run(command: Callable[[argparse.Namespace, BackupManager], int]) -> Callabl
         from otelres.backup._manager import BackupManager
         from otelres.config import ConfigError, load_config
 
+        # The command prints its own warnings; without this, logging's last-resort handler
+        # would repeat the library's warning log lines on stderr.
+        _quiet_library_logs()
         try:
             config = load_config(getattr(args, "config", None))
         except ConfigError as exc:
@@ -133,6 +136,14 @@ def _run(command: Callable[[argparse.Namespace, BackupManager], int]) -> Callabl
             return EXIT_FAILED
 
     return run
+
+
+def _quiet_library_logs() -> None:
+    import logging
+
+    logger = logging.getLogger("otelres.backup")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
 
 
 # ---------------------------------------------------------------------------- commands
