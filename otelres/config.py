@@ -174,6 +174,8 @@ class RedisSettings:
 
     enabled: bool = False
     url: str = "redis://127.0.0.1:6379/0"
+    password_env: str = ""
+    """Name of the environment variable holding the Redis password (keeps it out of the file)."""
     key_prefix: str = "otelres"
     fail_mode: Literal["open", "closed"] = "open"
     """When Redis is unreachable: ``open`` falls back to local state, ``closed`` rejects."""
@@ -233,6 +235,50 @@ class ResilienceSettings:
 
 
 @dataclass(frozen=True)
+class AlertRuleSettings:
+    """``[[monitoring.alerts.rules]]``: one threshold rule (``otelres.monitoring.AlertRule``)."""
+
+    name: str = ""
+    instrument: str = ""
+    comparison: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
+    threshold: float = 0.0
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    for_seconds: float = field(default=0.0, metadata=_check(ge=0))
+    window_seconds: float | None = field(default=None, metadata=_check(gt=0))
+    statistic: Literal["value", "count", "sum", "mean", "min", "max"] = "value"
+    severity: str = "warning"
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """``[monitoring.alerts]``: rules and notification targets for ``AlertManager.from_config``."""
+
+    enabled: bool = False
+    interval_seconds: float = field(default=15.0, metadata=_check(gt=0))
+    renotify_seconds: float | None = field(default=3600.0, metadata=_check(gt=0))
+    send_resolved: bool = True
+    breaker_open: bool = False
+    """Alert while any circuit breaker is open."""
+    health_red_seconds: float | None = field(default=None, metadata=_check(ge=0))
+    """Alert when a health check stays RED this long; unset: no such rule."""
+    log: bool = True
+    """Log every notification (logger ``otelres.alerts``)."""
+    webhook_url_env: str = ""
+    """Name of the environment variable holding the webhook URL (such URLs are credentials)."""
+    webhook_signing_secret_env: str = ""
+    email_to: tuple[str, ...] = ()
+    email_from: str = ""
+    smtp_host: str = ""
+    smtp_port: int = field(default=25, metadata=_check(ge=1, le=65535))
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_username: str = ""
+    smtp_password_env: str = ""
+    """Name of the environment variable holding the SMTP password."""
+    rules: tuple[AlertRuleSettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class MonitoringSettings:
     """``[monitoring]``: logs and the metrics facade."""
 
@@ -242,6 +288,8 @@ class MonitoringSettings:
     metrics_enabled: bool = True
     redact_keys: tuple[str, ...] = ()
     """Extra key names whose values are masked in logs (added to the built-in list)."""
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    """``[monitoring.alerts]``: see ``otelres.monitoring.AlertManager.from_config``."""
 
 
 @dataclass(frozen=True)

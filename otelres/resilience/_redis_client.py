@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -87,7 +88,8 @@ class RedisConnection:
         conn = RedisConnection("redis://redis.internal:6379/0", key_prefix="bots",
                                fail_mode="open", socket_timeout=0.1)
 
-    *client* lets you pass a redis-py ``Redis`` you configured yourself (TLS, Sentinel,
+    *password* (if not in the URL) authenticates; it never appears in logs, errors or
+    ``repr``. *client* lets you pass a redis-py ``Redis`` you configured yourself (TLS, Sentinel,
     credentials providers); then its timeouts and retries are yours to choose, and
     *url* only names the server in logs. *async_client_factory* does the same for
     asyncio: it is called once per event loop and must return a ``redis.asyncio.Redis``.
@@ -107,6 +109,7 @@ class RedisConnection:
         "_down_since",
         "_down_until",
         "_lock",
+        "_password",
         "connect_timeout",
         "fail_mode",
         "key_prefix",
@@ -126,6 +129,7 @@ class RedisConnection:
         connect_timeout: float = 0.25,
         reconnect_interval: float = 1.0,
         state_cache_seconds: float = 0.0,
+        password: str | None = None,
         client: Redis | None = None,
         async_client_factory: Callable[[], AsyncRedis] | None = None,
         meter_provider: MeterProvider | None = None,
@@ -152,6 +156,7 @@ class RedisConnection:
         self.connect_timeout = float(connect_timeout)
         self.reconnect_interval = float(reconnect_interval)
         self.state_cache_seconds = float(state_cache_seconds)
+        self._password = password
         self._client = client
         self._async_factory = async_client_factory
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
@@ -167,7 +172,19 @@ class RedisConnection:
     def from_settings(
         cls, settings: RedisSettings, *, meter_provider: MeterProvider | None = None
     ) -> RedisConnection:
-        """The connection ``[resilience.redis]`` describes (whether or not ``enabled`` is set)."""
+        """The connection ``[resilience.redis]`` describes (whether or not ``enabled`` is set).
+
+        With ``password_env`` set, the password is read from that environment variable;
+        a ``ValueError`` names the key and the variable when it is not set.
+        """
+        password = None
+        if settings.password_env:
+            password = os.environ.get(settings.password_env)
+            if not password:
+                raise ValueError(
+                    f"resilience.redis.password_env: the environment variable "
+                    f"{settings.password_env!r} is not set (it should hold the Redis password)"
+                )
         return cls(
             settings.url,
             key_prefix=settings.key_prefix,
@@ -176,6 +193,7 @@ class RedisConnection:
             connect_timeout=settings.connect_timeout_seconds,
             reconnect_interval=settings.reconnect_interval_seconds,
             state_cache_seconds=settings.state_cache_seconds,
+            password=password,
             meter_provider=meter_provider,
         )
 
@@ -206,8 +224,10 @@ class RedisConnection:
             raise ImportError(
                 "shared breaker and limiter state needs redis-py: pip install 'otelres[redis]'"
             ) from None
+        # A password in the URL wins over this one (redis-py applies URL options last).
         return redis.Redis.from_url(
             self.url,
+            password=self._password,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.connect_timeout,
             retry=Retry(NoBackoff(), 0),
@@ -230,6 +250,7 @@ class RedisConnection:
 
         return AsyncRedis.from_url(
             self.url,
+            password=self._password,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.connect_timeout,
             retry=Retry(NoBackoff(), 0),

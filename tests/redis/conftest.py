@@ -21,10 +21,13 @@ from tests.conftest import free_port, require_binary
 class RedisServer:
     """One ``redis-server`` process this test session owns."""
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str, directory: Path, port: int | None = None, password: str | None = None
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.port = port or free_port()
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,6 +62,7 @@ class RedisServer:
                 "no",
                 "--databases",
                 "1",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -80,7 +84,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
@@ -103,6 +107,9 @@ class RedisServer:
     def flush(self) -> None:
         """Remove every key (between tests sharing the session server)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            if self.password:
+                sock.sendall(f"AUTH {self.password}\r\n".encode())
+                sock.recv(16)
             sock.sendall(b"FLUSHALL\r\n")
             reply = sock.recv(16)
         assert reply.startswith(b"+OK"), reply

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -152,4 +154,48 @@ def test_wait_mode_sleeps_the_wait_redis_returned(redis_server: RedisServer) -> 
     elapsed = time.monotonic() - start
     assert 0.08 < waited <= 0.1
     assert 0.08 < elapsed < 0.3
+    conn.close()
+
+
+@pytest.fixture(name="auth_server")
+def _auth_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server that requires a password."""
+    server = RedisServer(redis_binary, tmp_path / "auth", password="pw-from-env-123")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_password_can_come_from_the_environment(
+    auth_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """password_env names the variable holding the password; a missing variable is named in the error."""
+    config.set_current(
+        config.config_from_dict(
+            {"resilience": {"redis": {"url": auth_server.url, "password_env": "BOT_REDIS_PW"}}}
+        )
+    )
+    monkeypatch.setenv("BOT_REDIS_PW", "pw-from-env-123")
+    conn = use_redis()
+    bucket = RedisTokenBucket("auth", conn, rate=0.01, capacity=1, fail_mode="closed")
+    assert bucket.try_acquire(1) == 0.0
+    assert bucket.try_acquire(1) > 0  # answered by Redis: the bucket there is empty
+    assert "pw-from-env" not in repr(conn)
+    conn.close()
+    monkeypatch.delenv("BOT_REDIS_PW")
+    with pytest.raises(ValueError, match=r"resilience\.redis\.password_env: .*'BOT_REDIS_PW'"):
+        use_redis()
+
+
+def test_a_wrong_password_is_an_outage_and_stays_secret(
+    auth_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused password makes calls use the fail mode; the password appears in no log line."""
+    conn = RedisConnection(auth_server.url, password="wrong-pw-456", fail_mode="open")
+    bucket = RedisTokenBucket("auth", conn, rate=1, capacity=1)
+    with caplog.at_level(logging.DEBUG, logger="otelres"):
+        assert bucket.try_acquire(1) == 0.0  # the local bucket granted it
+    assert not conn.available
+    assert bucket.unavailable_calls == 1
+    assert all("wrong-pw" not in r.getMessage() for r in caplog.records)
     conn.close()
