@@ -447,6 +447,24 @@ class CircuitBreaker:
                 return await self._call_async(fn, args, kwargs)
         return await self._call_async(fn, args, kwargs)
 
+    def guard(self) -> _Guard:
+        """A context manager guarding a block of code, sync or async (pybreaker's ``calling()``).
+
+        ::
+
+            with breaker.guard():
+                response = session.get(url)
+
+            async with breaker.guard():
+                response = await client.get(url)
+
+        Entering raises :class:`~otelres.resilience.CircuitBreakerOpenError` while the
+        breaker rejects calls (the block does not run); an exception leaving the block is
+        counted as for :meth:`call` and propagates; a block that completes is a success
+        (*result_is_failure* does not apply: there is no result).
+        """
+        return _Guard(self)
+
     def __call__(self, fn: F) -> F:
         """Decorate *fn* (sync or ``async def``) so every call goes through the breaker.
 
@@ -578,6 +596,10 @@ class CircuitBreaker:
             if failed:
                 self._failed(permit, slow)
                 return
+        self._succeeded(permit, slow)
+
+    def _succeeded(self, permit: int, slow: bool) -> None:
+        """Count a success: enough successful probes close; in closed, judge the window."""
         next(self._slow if slow else self._successes)
         storage = self._storage
         if permit != _NO_PROBE:
@@ -760,6 +782,49 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - the method itself, not callability
     )
+
+
+class _Guard:
+    """The context manager :meth:`CircuitBreaker.guard` returns (one per ``with``)."""
+
+    __slots__ = ("_breaker", "_permit", "_span", "_start")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self._span: Any = None
+
+    def __enter__(self) -> None:
+        breaker = self._breaker
+        if tel.effective_mode(breaker._mode) == "always":
+            self._span = tel.guarded_span(
+                breaker._tracer, "otelres.breaker", breaker._span_attributes()
+            )
+            self._span.__enter__()
+        try:
+            self._permit = breaker._admit()
+        except BaseException as exc:
+            self._close_span(exc)
+            raise
+        self._start = breaker._clock() if breaker._slow_call_duration is not None else 0.0
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        breaker = self._breaker
+        if exc is None:
+            breaker._succeeded(self._permit, breaker._is_slow(self._start))
+        else:
+            breaker._on_exception(exc, self._permit, self._start)
+        self._close_span(exc)
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        self.__exit__(exc_type, exc, traceback)
+
+    def _close_span(self, exc: BaseException | None) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            span.__exit__(type(exc) if exc is not None else None, exc, None)
 
 
 # ---------------------------------------------------------------------- construction helpers

@@ -687,3 +687,31 @@ async def test_decorating_an_async_callable_object(clock: FakeClock) -> None:
         await guarded()
     with pytest.raises(CircuitBreakerOpenError):
         await guarded()
+
+
+def test_guard_counts_a_block_like_a_call(clock: FakeClock) -> None:
+    """`with breaker.guard():` counts the block's outcome and rejects before running it."""
+    breaker = make(clock, failure_threshold=2)
+    with breaker.guard():
+        pass
+    for _ in range(2):
+        with pytest.raises(Boom), breaker.guard():
+            raise Boom("down")
+    ran = []
+    with pytest.raises(CircuitBreakerOpenError), breaker.guard():
+        ran.append(1)
+    assert ran == []
+    metrics = breaker.get_state()["metrics"]
+    assert (metrics["success_calls"], metrics["failure_calls"], metrics["rejected_calls"]) == (
+        1, 2, 1,
+    )
+
+
+async def test_async_guard_probes_and_closes(clock: FakeClock) -> None:
+    """`async with breaker.guard():` is a half-open probe like call_async, and closes the breaker."""
+    breaker = make(clock)
+    fail(breaker, 3)
+    clock.advance(10)
+    async with breaker.guard():
+        await asyncio.sleep(0)
+    assert breaker.state is BreakerState.CLOSED

@@ -383,3 +383,18 @@ def test_a_failing_metric_exporter_never_reaches_the_caller(clock: FakeClock) ->
         assert breaker.get_state()["metrics"]["success_calls"] == calls
     finally:
         provider.shutdown()
+
+
+def test_guard_makes_a_span_in_mode_always(capture: TelemetryCapture, clock: FakeClock) -> None:
+    """A guarded block gets its otelres.breaker span in mode "always", ERROR when it raised."""
+    breaker = CircuitBreaker(
+        "guarded-block", clock=clock, span_mode="always", tracer_provider=capture.tracer_provider
+    )
+    with breaker.guard():
+        pass
+    with pytest.raises(ConnectionError), breaker.guard():
+        _boom()
+    ok, failed = capture.spans("otelres.breaker")
+    assert ok.status.status_code is StatusCode.UNSET
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["error.type"] == "ConnectionError"
