@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricsData
 
+    from otelres.config import Config
+
 __all__ = ["AlertHandler", "AlertManager", "AlertMetricReader"]
 
 AlertHandler = Callable[[Alert], object]
@@ -178,6 +180,25 @@ class AlertManager:
             self.add_rule(rule)
         for handler in handlers:
             self.add_handler(handler)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> AlertManager:
+        """A manager with the rules and handlers of ``[monitoring.alerts]``.
+
+        *config* defaults to ``otelres.config.current()``; credentials are read from the
+        environment variables the section names (*environ* defaults to ``os.environ``);
+        *options* are passed to the constructor. Raises :class:`~otelres.config.ConfigError`
+        naming every key at fault. See docs/MONITORING.md for the section's keys.
+        """
+        from otelres.monitoring._alert_config import alert_manager_from_config
+
+        return alert_manager_from_config(config, environ=environ, **options)
 
     # ------------------------------------------------------------------ configuration
     def add_rule(self, rule: AlertRule) -> None:
