@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import sys
@@ -100,8 +101,12 @@ class HealthServer:
         server.add_route("/", status_page)
 
     Checks run on an event loop: *loop* (say, the application's, when its async checks
-    use clients bound to it) or one the server runs on its own thread.
+    use clients bound to it) or one the server runs on its own thread. A request waits for
+    its report up to the longest check timeout plus ``report_grace_seconds``, then answers
+    503 (a blocked or stopped *loop* cannot hang the probes).
     """
+
+    report_grace_seconds = 5.0
 
     def __init__(
         self,
@@ -210,12 +215,24 @@ class HealthServer:
         tags: Iterable[str] | None = None,
         exclude: Iterable[str] = (),
     ) -> HealthReport:
-        """Run checks on the server's loop from a request thread and wait for the report."""
+        """Run checks on the server's loop from a request thread and wait for the report.
+
+        Raises ``TimeoutError`` when the loop does not deliver a report well after the
+        longest check timeout (a loop that is blocked or no longer running).
+        """
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(
             self.checker.run(names, tags, exclude=exclude), loop
         )
-        return future.result()
+        longest = max([self.checker.timeout, *(c.timeout or 0.0 for c in self.checker.checks)])
+        try:
+            return future.result(timeout=longest + self.report_grace_seconds)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(
+                f"no health report within {longest + self.report_grace_seconds:g} s: "
+                "is the event loop running?"
+            ) from None
 
     # ------------------------------------------------------------------ routing
     def dispatch(self, request: HTTPRequest) -> HTTPResponse:
@@ -229,6 +246,9 @@ class HealthServer:
             return HTTPResponse.text(f"not found: {request.path}\n", 404)
         try:
             return handler(request)
+        except TimeoutError as exc:
+            _log.error("otelres: health endpoint %s: %s", request.path, exc)
+            return HTTPResponse.text(f"{exc}\n", 503)
         except Exception as exc:
             _log.exception("otelres: health endpoint %s failed", request.path)
             return HTTPResponse.text(f"internal error: {type(exc).__name__}\n", 500)

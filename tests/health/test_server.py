@@ -195,3 +195,21 @@ def test_close_releases_the_port(switch: Switchable) -> None:
     server.close()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_stalled_loop_answers_503_instead_of_hanging(switch: Switchable) -> None:
+    """When the loop the checks run on is not running, probes answer 503 after the timeout plus grace."""
+    import asyncio
+
+    stalled = asyncio.new_event_loop()
+    checker = switch.checker()
+    checker.timeout = 0.1
+    try:
+        with HealthServer(checker, port=0, metrics=False, loop=stalled) as server:
+            server.report_grace_seconds = 0.2
+            status, _, body = _get(server.url + "/readyz")
+    finally:
+        stalled.run_until_complete(asyncio.sleep(0.01))  # let the abandoned run be cancelled
+        stalled.close()
+    assert status == 503
+    assert "is the event loop running?" in body
