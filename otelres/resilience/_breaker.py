@@ -91,7 +91,8 @@ class CircuitBreaker:
         *failure_rate_threshold* (0 < x <= 1) it also opens when the failure ratio over a
         sliding window reaches it; the window holds the last *window_size* calls
         (``window_type="count"``) or the calls of the last *window_size* seconds
-        (``"time"``), and is judged only once it holds *minimum_calls* calls. With
+        (``"time"``), and is judged only once it holds *minimum_calls* calls (at most
+        *window_size* for a count window). With
         *slow_call_duration* (seconds), calls that take at least that long are *slow*,
         and *slow_call_rate_threshold* opens the breaker on the slow ratio likewise.
 
@@ -154,7 +155,6 @@ class CircuitBreaker:
         "_successes",
         "_threshold",
         "_tracer",
-        "_tracer_provider",
         "_transitions",
         "_window",
     )
@@ -243,7 +243,8 @@ class CircuitBreaker:
                         f"CircuitBreaker({name!r}): window_size of a count window must be a "
                         f"whole number of calls, got {size!r}"
                     )
-                self._window = CountWindow(int(size), minimum)
+                # As Resilience4j does: a minimum above the window size could never be met.
+                self._window = CountWindow(int(size), min(minimum, int(size)))
             else:
                 self._window = TimeWindow(size, minimum, clock)
         self._record = _matcher("record_exceptions", name, record_exceptions)
@@ -258,7 +259,6 @@ class CircuitBreaker:
             )
         self._mode: SpanMode | None = span_mode
         self._clock = clock
-        self._tracer_provider = tracer_provider
         self._tracer = _otel.get_tracer(tracer_provider)
         self._lock = threading.Lock()
         self._listeners: tuple[Listener, ...] = tuple(listeners)

@@ -715,3 +715,14 @@ async def test_async_guard_probes_and_closes(clock: FakeClock) -> None:
     async with breaker.guard():
         await asyncio.sleep(0)
     assert breaker.state is BreakerState.CLOSED
+
+
+def test_minimum_calls_is_capped_by_a_count_window(clock: FakeClock) -> None:
+    """A count window smaller than minimum_calls judges the rate once it is full."""
+    breaker = make(
+        clock, failure_threshold=100, failure_rate_threshold=0.5, window_size=4, minimum_calls=10
+    )
+    fail(breaker, 2)
+    breaker.call(ok)
+    breaker.call(ok)
+    assert breaker.state is BreakerState.OPEN
