@@ -46,6 +46,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "AlertRuleSettings",
+    "AlertSettings",
     "BackupSettings",
     "BreakerSettings",
     "BulkheadSettings",
