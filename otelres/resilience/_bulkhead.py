@@ -22,8 +22,6 @@ slot handed to it at that moment is passed on, never lost.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import threading
 import time
 from collections import deque
@@ -34,6 +32,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelres import _otel
 from otelres.resilience import _telemetry as tel
+from otelres.resilience._calls import decorate
 from otelres.resilience._errors import BulkheadFullError
 
 if TYPE_CHECKING:
@@ -173,21 +172,7 @@ class Bulkhead:
     # ------------------------------------------------------------------ public calls
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async function with this bulkhead."""
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in a slot, waiting in the queue if allowed."""

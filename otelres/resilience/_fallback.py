@@ -23,7 +23,6 @@ Only ``Exception`` subclasses listed in ``on`` are handled: ``KeyboardInterrupt`
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import threading
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
+from otelres.resilience._calls import decorate, direct, direct_async
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -166,29 +166,15 @@ class Fallback:
     # ------------------------------------------------------------------ public calls
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async function with this fallback chain."""
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)``, or the chain's fallback answer if it raises."""
-        return cast(T, self._run(_direct, fn, args, kwargs))
+        return cast(T, self._run(direct, fn, args, kwargs))
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """``await fn(*args, **kwargs)``, or the chain's fallback answer if it raises."""
-        return cast(T, await self._run_async(_direct_async, fn, args, kwargs))
+        return cast(T, await self._run_async(direct_async, fn, args, kwargs))
 
     # ------------------------------------------------------------------ engine
     def _run(
@@ -322,11 +308,3 @@ def _close(awaitable: Any) -> None:
     close = getattr(awaitable, "close", None)
     if close is not None:
         close()
-
-
-def _direct(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return fn(*args, **kwargs)
-
-
-async def _direct_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return await fn(*args, **kwargs)

@@ -42,13 +42,13 @@ The order, outermost first, and why:
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from otelres import _otel
 from otelres.resilience import _telemetry as tel
+from otelres.resilience._calls import decorate, direct, direct_async
 from otelres.resilience._errors import RateLimitExceededError
 
 if TYPE_CHECKING:
@@ -83,14 +83,6 @@ class _Rejected(BaseException):
     def __init__(self, error: RateLimitExceededError) -> None:
         super().__init__(error)
         self.error = error
-
-
-def _direct(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return fn(*args, **kwargs)
-
-
-async def _direct_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return await fn(*args, **kwargs)
 
 
 class Policy:
@@ -182,7 +174,7 @@ class Policy:
 
     # ------------------------------------------------------------------ assembly
     def _build_sync(self) -> Invoke:
-        invoke: Invoke = _direct
+        invoke: Invoke = direct
         if self.timeout is not None:
             timeout_call = self.timeout.call
 
@@ -234,7 +226,7 @@ class Policy:
         return invoke
 
     def _build_async(self) -> Callable[..., Awaitable[Any]]:
-        invoke: Callable[..., Awaitable[Any]] = _direct_async
+        invoke: Callable[..., Awaitable[Any]] = direct_async
         if self.timeout is not None:
             timeout_run = self.timeout._run_async
             invoke = timeout_run
@@ -286,21 +278,7 @@ class Policy:
     # ------------------------------------------------------------------ public calls
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async function so that every call goes through this policy."""
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` through every guard of this policy."""

@@ -27,8 +27,6 @@ default, in Redis to share one budget across processes.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import time
 from collections import deque
@@ -41,6 +39,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
+from otelres.resilience._calls import decorate
 from otelres.resilience._errors import RateLimitExceededError
 from otelres.resilience._rate_limiter_backend import LocalTokenBucket, TokenBucketBackend
 
@@ -530,21 +529,7 @@ class RateLimiter:
     # ------------------------------------------------------------------ decorator
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async function: each call takes one token first."""
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     # ------------------------------------------------------------------ slow paths
     def _check_cost(self, cost: float) -> None:

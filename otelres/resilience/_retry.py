@@ -25,7 +25,6 @@ What it promises:
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import random
@@ -41,6 +40,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
+from otelres.resilience._calls import decorate, direct, direct_async
 from otelres.resilience._errors import CircuitBreakerOpenError, RateLimitExceededError
 
 if TYPE_CHECKING:
@@ -135,14 +135,6 @@ class _NotAResult:
 
 
 _NO_RESULT: Any = _NotAResult()
-
-
-def _direct(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return fn(*args, **kwargs)
-
-
-async def _direct_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return await fn(*args, **kwargs)
 
 
 def _install(meter: Meter, live: Callable[[], list[Retry]]) -> None:
@@ -389,35 +381,21 @@ class Retry:
     def __call__(self, fn: Callable[..., T]) -> Callable[..., T]: ...
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async function so that every call goes through this retry."""
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call ``fn(*args, **kwargs)`` with retries; its result, or its last exception."""
         if self.deadline is not None or (self._mode or _otel._span_mode) == "always":
-            slow: T = self._run(_direct, fn, args, kwargs)
+            slow: T = self._run(direct, fn, args, kwargs)
             return slow
         # The common case, inlined: one try and a counter bump when the first attempt succeeds.
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            failed: T = self._loop(_direct, fn, args, kwargs, 0.0, False, exc)
+            failed: T = self._loop(direct, fn, args, kwargs, 0.0, False, exc)
             return failed
         if self.retry_if_result is not None and self._result_rejected(result):
-            rejected: T = self._loop(_direct, fn, args, kwargs, 0.0, False, None, result)
+            rejected: T = self._loop(direct, fn, args, kwargs, 0.0, False, None, result)
             return rejected
         self._ok_first += 1
         return result
@@ -425,17 +403,15 @@ class Retry:
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)`` with retries; its result, or its last exception."""
         if self.deadline is not None or (self._mode or _otel._span_mode) == "always":
-            slow: T = await self._run_async(_direct_async, fn, args, kwargs)
+            slow: T = await self._run_async(direct_async, fn, args, kwargs)
             return slow
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            failed: T = await self._loop_async(_direct_async, fn, args, kwargs, 0.0, False, exc)
+            failed: T = await self._loop_async(direct_async, fn, args, kwargs, 0.0, False, exc)
             return failed
         if self.retry_if_result is not None and self._result_rejected(result):
-            rejected: T = await self._loop_async(
-                _direct_async, fn, args, kwargs, 0.0, False, None, result
-            )
+            rejected: T = await self._loop_async(direct_async, fn, args, kwargs, 0.0, False, None, result)
             return rejected
         self._ok_first += 1
         return result

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import functools
 import inspect
 import logging
 import sys
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
+from otelres.resilience._calls import decorate
 from otelres.resilience._errors import CallTimeoutError
 
 if TYPE_CHECKING:
@@ -106,21 +106,7 @@ class Timeout:
     # ------------------------------------------------------------------ public calls
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a sync or async function with this timeout."""
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in a worker thread; wait at most ``seconds`` for it.
