@@ -144,3 +144,17 @@ def test_async_operations_share_the_budget_with_sync_ones(conn: RedisConnection)
     assert (first, second) == (0.0, 0.0)
     assert third > 0
     assert bucket.try_acquire(1) > 0
+
+
+def test_each_event_loop_gets_its_own_async_client(conn: RedisConnection) -> None:
+    """A bucket used from two event loops in turn works in both (a client per loop)."""
+    bucket = RedisTokenBucket("loops", conn, rate=0.01, capacity=2)
+
+    async def take() -> float:
+        wait = await bucket.try_acquire_async(1)
+        await conn.aclose()
+        return wait
+
+    assert asyncio.run(take()) == 0.0
+    assert asyncio.run(take()) == 0.0
+    assert asyncio.run(take()) > 0  # both loops drew from the one shared bucket
