@@ -87,6 +87,7 @@ class ExchangeCheck(HealthCheck):
         exchange: Any = None
         try:
             exchange = await in_daemon_thread(lambda: self._client(index))
+            started = time.perf_counter()  # latency of the exchange, not of importing ccxt
             method = exchange.fetch_status if _supports(exchange, "fetchStatus") else exchange.fetch_time
             if inspect.iscoroutinefunction(method):
                 answer = await method()
