@@ -450,7 +450,11 @@ def test_every_emitted_instrument_is_documented(emitted: Emitted) -> None:
     documented = {row.name for row in METRIC_ROWS}
     owners = {row.owner for row in METRIC_ROWS} | set(SCENARIOS)
     assert owners
-    assert set(emitted.points) <= documented, sorted(set(emitted.points) - documented)
+    # The global provider also holds what other tests in the session recorded under names of
+    # their own (the metrics facade's user-named instruments, "operation_duration"...): only
+    # otelres' namespace is the contract.
+    ours = {name for name in emitted.points if name.startswith("otelres.")}
+    assert ours <= documented, sorted(ours - documented)
 
 
 def test_every_emitted_span_and_event_is_documented(emitted: Emitted) -> None:
