@@ -286,6 +286,7 @@ class HealthChecker:
 
     # ------------------------------------------------------------------ internals
     async def _run_one(self, check: HealthCheck, timeout: float | None, use_cache: bool) -> HealthResult:
+        """One check: a fresh enough cached result, else a run settled into the reported one."""
         name = check.name
         with self._lock:
             state = self._states.get(name)
@@ -299,6 +300,12 @@ class HealthChecker:
         return self._settle(state, raw)
 
     async def _execute(self, check: HealthCheck, state: _State, limit: float) -> HealthResult:
+        """Run *check* once within *limit* seconds and turn whatever happens into a raw result.
+
+        Async checks become tasks and are cancelled at the limit. Sync checks get a daemon
+        thread each; one that outlives its limit is remembered as abandoned, and while it is
+        still stuck, further runs answer RED at once instead of piling up threads.
+        """
         started = time.perf_counter()
         name = check.name
         token = object()
@@ -349,6 +356,7 @@ class HealthChecker:
             )
 
     def _call_sync(self, check: HealthCheck, state: _State, token: object) -> Any:
+        """Worker-thread body of a sync check; always releases the run's bookkeeping."""
         try:
             return check.check()
         finally:
@@ -357,6 +365,7 @@ class HealthChecker:
                 state.abandoned.pop(token, None)
 
     def _record_duration(self, raw: HealthResult) -> None:
+        """Record the raw run on the duration histogram; telemetry failures are swallowed."""
         try:
             self._histogram.record(
                 raw.duration, {"health.check.name": raw.name, "health.status": raw.status.value}
@@ -407,6 +416,10 @@ class HealthChecker:
         return reported
 
     def _announce(self, change: StatusChange) -> None:
+        """Log a status change (RED at ERROR when ``alert_on_failure``) and call the hooks.
+
+        A check's first result is logged only when it is not GREEN: a healthy start is not news.
+        """
         if change.old is not None or change.new is not HealthStatus.GREEN:
             level = (
                 logging.ERROR
@@ -429,6 +442,7 @@ class HealthChecker:
 
 
 async def _call_async(check: HealthCheck) -> Any:
+    """Await an async check's coroutine (a wrapper so it can become a task)."""
     return await check.check()  # type: ignore[misc]
 
 
@@ -439,6 +453,7 @@ def _consume(future: asyncio.Future[Any]) -> None:
 
 
 def _normalise(value: Any, name: str, duration: float) -> HealthResult:
+    """A check's return value as a :class:`HealthResult` named *name*; nonsense becomes RED."""
     now = time.time()
     if isinstance(value, HealthResult):
         return value.with_(name=name, duration=duration, timestamp=now)
@@ -504,22 +519,26 @@ def resolve_checks(config: Config, registry: CheckRegistry) -> list[HealthCheck]
 
 
 def _pick(value: Any, default: Any) -> Any:
+    """*value*, or *default* when it is None (keyword arguments win over ``[health_checks]``)."""
     return default if value is None else value
 
 
 def _positive(what: str, value: float) -> float:
+    """*value* as a float, or ``ValueError`` naming *what* when it is not > 0."""
     if not value > 0:
         raise ValueError(f"{what} must be > 0, got {value!r}")
     return float(value)
 
 
 def _not_negative(what: str, value: float) -> float:
+    """*value* as a float, or ``ValueError`` naming *what* when it is negative."""
     if value < 0:
         raise ValueError(f"{what} must be >= 0, got {value!r}")
     return float(value)
 
 
 def _at_least_one(what: str, value: int) -> int:
+    """*value*, or ``ValueError`` naming *what* unless it is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
     return value

@@ -73,6 +73,11 @@ def add_parser(subparsers: Any) -> None:
 
 # --------------------------------------------------------------------------- health
 def _health(args: argparse.Namespace) -> int:
+    """`otelres health`: run the checks here (or read --url), print, return 0/1/2 or 3.
+
+    Configuration problems are reported before anything runs, each line naming the file and
+    key, so a typo in config.toml never looks like a RED system.
+    """
     import logging
 
     # The table already says what changed; Python's last-resort handler would repeat it.
@@ -100,6 +105,11 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _watch_local(checker: HealthChecker, args: argparse.Namespace, out: IO[str]) -> int:
+    """--watch for local checks: one checker and one event loop for every round.
+
+    Keeping both alive is what makes caching, flapping protection and history work across
+    rounds, as they do in a long-running service.
+    """
     import asyncio
 
     last = [EXIT_USAGE]
@@ -119,6 +129,7 @@ def _watch_local(checker: HealthChecker, args: argparse.Namespace, out: IO[str])
 
 
 def _loop(produce: Callable[[], HealthReport], args: argparse.Namespace, out: IO[str]) -> int:
+    """Run *produce* once, or every --watch seconds until Ctrl-C; return the last exit status."""
     if args.watch is None:
         report = produce()
         _print(report, args.json, out)
@@ -153,6 +164,11 @@ def _print(report: HealthReport, as_json: bool, out: IO[str]) -> None:
 
 
 def _load(path: str | None) -> Config | int:
+    """Load and install the configuration; an int is the exit status of a failure.
+
+    The working directory is put on ``sys.path`` so ``[health_checks.custom]`` import paths
+    resolve against the project, as they would under ``python -m``.
+    """
     from otelres.config import ConfigError, load_config, set_current
 
     try:
@@ -170,6 +186,7 @@ def _load(path: str | None) -> Config | int:
 
 
 def _checker(config: Config, timeout: float | None) -> HealthChecker | None:
+    """A checker for *config*, or None after printing every configuration problem."""
     from otelres.config import ConfigError
     from otelres.health._checker import HealthChecker
 
@@ -216,6 +233,7 @@ class _Unreachable(Exception):
 
 
 def _report_or_red(fetch: Callable[[], HealthReport]) -> HealthReport:
+    """The fetched report, or a one-check RED report saying why the service could not be asked."""
     from otelres.health._model import HealthResult, HealthStatus
     from otelres.health._report import HealthReport
 
@@ -228,6 +246,7 @@ def _report_or_red(fetch: Callable[[], HealthReport]) -> HealthReport:
 
 
 def _snippet(body: bytes) -> str:
+    """The start of an unexpected response body, on one line, for an error message."""
     text = body.decode("utf-8", "replace").strip().replace("\n", " ")
     return text[:200]
 
@@ -279,10 +298,12 @@ def render_table(report: HealthReport, stream: IO[str] | None = None) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """A duration as people read it: milliseconds below a second, else seconds."""
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def _can_encode(stream: Any, text: str) -> bool:
+    """Whether *stream* can print *text* (a terminal set to ASCII cannot print the symbols)."""
     try:
         text.encode(getattr(stream, "encoding", None) or "ascii")
     except (UnicodeEncodeError, LookupError):
@@ -292,6 +313,10 @@ def _can_encode(stream: Any, text: str) -> bool:
 
 # --------------------------------------------------------------------------- serve
 def _serve(args: argparse.Namespace) -> int:
+    """`otelres serve`: exporters, probes and the scheduled runner until Ctrl-C (exit status 0).
+
+    Telemetry is shut down last, so the final gauge values are flushed to the exporters.
+    """
     import logging
 
     loaded = _load(args.config)
@@ -326,6 +351,7 @@ def _telemetry(config: Config) -> Any:
 
 
 def _serve_probes(config: Config, args: argparse.Namespace) -> int:
+    """Bind the probe server and serve until interrupted; a port in use is a usage error (3)."""
     checker = _checker(config, None)
     if checker is None:
         return EXIT_USAGE
@@ -357,10 +383,12 @@ def _serve_probes(config: Config, args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- helpers
 def _error(message: str) -> None:
+    """Print *message* on stderr the way every otelres command reports errors."""
     print(f"otelres: error: {message}", file=sys.stderr)
 
 
 def _positive(text: str) -> float:
+    """argparse type for a number of seconds > 0, with a message naming the bad value."""
     try:
         value = float(text)
     except ValueError:
@@ -371,6 +399,7 @@ def _positive(text: str) -> float:
 
 
 def _port(text: str) -> int:
+    """argparse type for a TCP port (0 picks a free one)."""
     try:
         value = int(text)
     except ValueError:

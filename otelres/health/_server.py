@@ -236,6 +236,10 @@ class HealthServer:
 
     # ------------------------------------------------------------------ routing
     def dispatch(self, request: HTTPRequest) -> HTTPResponse:
+        """Route *request* to its handler: exact paths first, then prefixes; never raises.
+
+        A handler that raises gives 500 (and is logged); one that runs out of time gives 503.
+        """
         handler = self._routes.get(request.path)
         if handler is None:
             for prefix, candidate in self._prefixes:
@@ -254,6 +258,7 @@ class HealthServer:
             return HTTPResponse.text(f"internal error: {type(exc).__name__}\n", 500)
 
     def _index(self, request: HTTPRequest) -> HTTPResponse:
+        """``/``: a plain list of the endpoints (replace it with :meth:`add_route`)."""
         lines = [
             "otelres health endpoints:",
             "  /livez  /readyz  (?verbose, ?exclude=NAME)",
@@ -264,12 +269,20 @@ class HealthServer:
         return HTTPResponse.text("\n".join(lines) + "\n")
 
     def _livez(self, request: HTTPRequest) -> HTTPResponse:
+        """``/livez`` and ``/livez/<name>``: the checks tagged ``liveness``."""
         return self._probe(request, "livez", tags=[LIVENESS_TAG])
 
     def _readyz(self, request: HTTPRequest) -> HTTPResponse:
+        """``/readyz`` and ``/readyz/<name>``: every check."""
         return self._probe(request, "readyz", tags=None)
 
     def _probe(self, request: HTTPRequest, kind: str, tags: list[str] | None) -> HTTPResponse:
+        """A Kubernetes-style probe answer over the checks *tags* selects (None: all).
+
+        ``ok`` when passing; the ``[+]``/``[-]`` listing with ``?verbose`` and on every failure,
+        ending in ``<kind> check passed|failed``. Unknown ``?exclude`` names are warned about
+        in the listing, as Kubernetes does, rather than failing the probe.
+        """
         single = request.path[len(kind) + 2 :] if request.path.startswith(f"/{kind}/") else ""
         known = [c for c in self.checker.checks if tags is None or set(tags) & c.tags]
         notes: list[str] = []
@@ -297,6 +310,7 @@ class HealthServer:
         return HTTPResponse.text("\n".join(lines) + "\n", status)
 
     def _health(self, request: HTTPRequest) -> HTTPResponse:
+        """``/health``: the JSON report, 503 when RED, 400 for an unknown ``?check`` name."""
         names = request.values("check")
         tags = request.values("tag")
         try:
@@ -306,6 +320,7 @@ class HealthServer:
         return HTTPResponse.json(report.to_dict(), 503 if report.overall is HealthStatus.RED else 200)
 
     def _metrics(self, request: HTTPRequest) -> HTTPResponse:
+        """``/metrics``: prometheus_client's default registry, which the OTel Prometheus reader feeds."""
         if not self.metrics_enabled:
             return HTTPResponse.text(
                 "the Prometheus exporter is not enabled "
@@ -318,6 +333,7 @@ class HealthServer:
 
     # ------------------------------------------------------------------ loop
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop checks run on: the one given, else a private loop on a daemon thread."""
         if self._loop is not None:
             return self._loop
         if self._own_loop is None:
@@ -331,6 +347,7 @@ class HealthServer:
 
 
 def _verbose_line(result: HealthResult) -> str:
+    """One verbose probe line: ``[+]name ok``, ``[+]name degraded: ...``, ``[-]name failed: ...``."""
     if result.status is HealthStatus.GREEN:
         return f"[+]{result.name} ok"
     if result.status is HealthStatus.YELLOW:
@@ -357,6 +374,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, *, send_body: bool) -> None:
+        """Parse the request line, dispatch, and write the response (without a body for HEAD)."""
         parts = urlsplit(self.path)
         request = HTTPRequest(
             method=self.command,

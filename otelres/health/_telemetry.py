@@ -34,6 +34,7 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 
 def _install(meter: Meter, live: Callable[[], list[HealthChecker]]) -> None:
+    """Create the status gauge for one meter provider; its callback reads the live checkers."""
     def observe(options: CallbackOptions) -> Iterable[Observation]:
         return safe_observations(lambda: _status_points(live()), STATUS)
 
@@ -46,6 +47,7 @@ def _install(meter: Meter, live: Callable[[], list[HealthChecker]]) -> None:
 
 
 def _status_points(checkers: list[HealthChecker]) -> Iterable[Observation]:
+    """One point per check of every checker that has run, plus its ``overall`` point."""
     for checker in checkers:
         latest = checker.latest_results()
         if not latest:
@@ -85,6 +87,7 @@ def duration_histogram(meter_provider: MeterProvider | None) -> Histogram:
 
 
 def _new_histogram(meter: Meter) -> Histogram:
+    """The duration histogram with buckets suited to checks (1 ms to 30 s)."""
     return meter.create_histogram(
         DURATION,
         unit="s",

@@ -56,6 +56,7 @@ class BackupFreshnessCheck(HealthCheck):
         self._clock = clock
 
     def check(self) -> HealthResult:
+        """Age of the newest valid backup against the interval."""
         interval = self.interval_hours
         if interval is None:
             from otelres.config import current
@@ -78,6 +79,7 @@ class BackupFreshnessCheck(HealthCheck):
         return HealthResult(self.name, status, text, details)
 
     def _manager(self) -> BackupSource:
+        """The backup source, a ``BackupManager`` for the current configuration by default."""
         if self.manager is None:
             # Looked up at run time: the backup package is optional for this check.
             backup = importlib.import_module("otelres.backup")
@@ -112,6 +114,7 @@ class DiskSpaceCheck(HealthCheck):
         self.tags = frozenset(tags)
 
     def check(self) -> HealthResult:
+        """Free space on the file system of the backup path against the two thresholds."""
         path, minimum = self.path, self.min_free_bytes
         if path is None or minimum is None:
             from otelres.config import current
@@ -140,6 +143,7 @@ class DiskSpaceCheck(HealthCheck):
 
 
 def _latest(manager: Any) -> Any:
+    """The newest valid backup: ``latest_valid()`` when offered, else the first listed."""
     latest_valid = getattr(manager, "latest_valid", None)
     if callable(latest_valid):
         return latest_valid()
@@ -149,6 +153,7 @@ def _latest(manager: Any) -> Any:
 
 
 def _unix_time(stamp: Any) -> float:
+    """A backup timestamp (datetime, ISO 8601 text or Unix seconds) as Unix seconds."""
     if isinstance(stamp, datetime):
         return stamp.timestamp()
     if isinstance(stamp, str):
@@ -157,6 +162,7 @@ def _unix_time(stamp: Any) -> float:
 
 
 def _existing(path: Path) -> Path:
+    """*path*, or its nearest existing parent (a backup directory may not exist yet)."""
     path = path.absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -164,10 +170,12 @@ def _existing(path: Path) -> Path:
 
 
 def _hours(hours: float) -> str:
+    """An age as people read it: minutes below an hour, else hours."""
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
 
 
 def _bytes(count: float) -> str:
+    """A byte count in binary units (KiB, MiB, GiB, TiB)."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"

@@ -47,6 +47,7 @@ class CircuitBreakerCheck(HealthCheck):
         self._source = source
 
     def check(self) -> HealthResult:
+        """Read each watched breaker's state now; the worst decides the status."""
         states: dict[str, str] = {}
         for breaker in _breakers(self._source):
             breaker_name = str(getattr(breaker, "name", ""))
@@ -72,6 +73,7 @@ class CircuitBreakerCheck(HealthCheck):
 
 
 def _breakers(source: Callable[[], Iterable[Any]] | None) -> list[Any]:
+    """The breakers to look at: from *source*, else the registry if resilience is loaded."""
     if source is not None:
         found: Any = source()
     else:
@@ -88,5 +90,6 @@ def _breakers(source: Callable[[], Iterable[Any]] | None) -> list[Any]:
 
 
 def _state_text(state: Any) -> str:
+    """A state as ``BreakerState`` spells it (pybreaker's ``half-open`` becomes ``half_open``)."""
     value = getattr(state, "value", state)
     return str(value).replace("-", "_").lower()

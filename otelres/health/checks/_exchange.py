@@ -60,6 +60,7 @@ class ExchangeCheck(HealthCheck):
         self._lock = threading.Lock()
 
     async def check(self) -> HealthResult:
+        """Probe every exchange at once; the worst exchange decides the status."""
         probes = await asyncio.gather(*(self._probe(index) for index in range(len(self.exchanges))))
         report = {exchange_id: data for exchange_id, _, data in probes}
         status = HealthStatus.worst(status for _, status, _ in probes)
@@ -83,6 +84,7 @@ class ExchangeCheck(HealthCheck):
         )
 
     async def _probe(self, index: int) -> tuple[str, HealthStatus, dict[str, Any]]:
+        """(exchange id, status, details) of one exchange; never raises."""
         started = time.perf_counter()
         exchange: Any = None
         try:
@@ -132,15 +134,18 @@ class ExchangeCheck(HealthCheck):
 
 
 def _supports(exchange: Any, feature: str) -> bool:
+    """Whether the ccxt client declares *feature* in its ``has`` table."""
     has = getattr(exchange, "has", None) or {}
     return bool(has.get(feature))
 
 
 def _exchange_id(exchange: Any, fallback: Any) -> str:
+    """The ccxt id of the exchange (or of what was given, when the client could not be built)."""
     return str(getattr(exchange, "id", None) or getattr(fallback, "id", None) or fallback)
 
 
 def _is_maintenance(exc: Exception) -> bool:
+    """Whether *exc* is ccxt's ``OnMaintenance`` (by name: ccxt may not be imported here)."""
     return any(cls.__name__ == "OnMaintenance" for cls in type(exc).__mro__)
 
 

@@ -62,6 +62,7 @@ class RateLimiterCheck(HealthCheck):
         self._lock = threading.Lock()
 
     def check(self) -> HealthResult:
+        """Compare each limiter's counts with the previous run's and judge the difference."""
         report: dict[str, dict[str, Any]] = {}
         problems: list[str] = []
         for limiter in _limiters(self._source):
@@ -120,6 +121,7 @@ def limiter_counts(limiter: Any) -> LimiterCounts | None:
 
 
 def _limiters(source: Callable[[], Iterable[Any]] | None) -> list[Any]:
+    """The limiters to look at: from *source*, else every live limiter if resilience is loaded."""
     if source is not None:
         found: Any = source()
     else:

@@ -37,6 +37,7 @@ class TelemetryExportCheck(HealthCheck):
         self._status = status
 
     def check(self) -> HealthResult:
+        """Judge the export status record: a failed last export is YELLOW."""
         record = self._record()
         if record is None:
             return HealthResult(self.name, HealthStatus.GREEN, "telemetry not configured in this process")
@@ -55,6 +56,7 @@ class TelemetryExportCheck(HealthCheck):
         )
 
     def _record(self) -> Any:
+        """The export status record, or None when telemetry was never configured here."""
         if self._status is not None:
             return self._status()
         module = sys.modules.get("otelres.telemetry")
