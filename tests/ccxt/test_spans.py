@@ -161,7 +161,7 @@ def test_implicit_endpoint_calls_get_http_spans(
     (request,) = telemetry.spans("GET Time")
     assert request.parent is None
     assert request.attributes is not None
-    assert request.attributes["ccxt.api"] == "public"
+    assert request.attributes["url.template"] == "Time"
 
 
 def test_calls_join_the_applications_trace(

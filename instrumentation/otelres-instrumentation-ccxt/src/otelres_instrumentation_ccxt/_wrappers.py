@@ -60,6 +60,13 @@ _SUPPRESS_HTTP_KEY: str = getattr(
 
 _symbol_positions: dict[str, int | None] = {}
 
+# Span names and attribute dicts are reused (the SDK copies attributes on span start); the
+# caches stop growing at this size, beyond which shapes are built per call.
+_SHAPE_CACHE_SIZE = 4096
+_call_shapes: dict[tuple[Any, str, str | None], tuple[str, dict[str, AttributeValue]]] = {}
+_http_shapes: dict[tuple[str, str, tuple[str, str] | None],
+                   tuple[str, dict[str, AttributeValue]]] = {}
+
 
 def unwrap(function: Any) -> Any:
     """The original ccxt function behind any number of otelres wrappers."""
@@ -104,22 +111,43 @@ def _symbol_position(name: str, original: Callable[..., Any]) -> int | None:
     return position
 
 
+def _call_shape(
+    exchange: Any, name: str, position: int | None, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[str, dict[str, AttributeValue]]:
+    """Span name and attributes of a unified call, built once per (exchange, method, symbol)."""
+    exchange_id = getattr(exchange, "id", None) or type(exchange).__name__
+    symbol = None
+    if position is not None:
+        symbol = args[position] if len(args) > position else kwargs.get("symbol")
+        if not isinstance(symbol, str):
+            symbol = None
+    key = (exchange_id, name, symbol)
+    shape = _call_shapes.get(key)
+    if shape is None:
+        attributes: dict[str, AttributeValue] = {
+            "ccxt.exchange.id": str(exchange_id),
+            "ccxt.method": name,
+        }
+        if symbol is not None:
+            attributes["ccxt.symbol"] = symbol
+        shape = (f"{exchange_id} {name}", attributes)
+        if len(_call_shapes) < _SHAPE_CACHE_SIZE:
+            _call_shapes[key] = shape
+    return shape
+
+
 def _start_call(
     runtime: Runtime, exchange: Any, name: str, position: int | None,
     args: tuple[Any, ...], kwargs: dict[str, Any],
 ) -> tuple[Call, Any, Any]:
-    exchange_id = str(getattr(exchange, "id", None) or type(exchange).__name__)
-    attributes: dict[str, AttributeValue] = {
-        "ccxt.exchange.id": exchange_id,
-        "ccxt.method": name,
-    }
-    if position is not None:
-        symbol = args[position] if len(args) > position else kwargs.get("symbol")
-        if isinstance(symbol, str):
-            attributes["ccxt.symbol"] = symbol
-    span = runtime.tracer.start_span(f"{exchange_id} {name}", kind=_CLIENT, attributes=attributes)
+    span_name, attributes = _call_shape(exchange, name, position, args, kwargs)
+    span = runtime.tracer.start_span(span_name, kind=_CLIENT, attributes=attributes)
     call = Call(exchange, name, span)
-    ctx_token = otel_context.attach(trace.set_span_in_context(span))
+    # The HTTP requests of this call are ours to record: requests/aiohttp
+    # instrumentations, when also on, stand down for the whole call.
+    context = otel_context.set_value(_SUPPRESS_HTTP_KEY, True, trace.set_span_in_context(span))
+    ctx_token = otel_context.attach(context)
     call_token = CALL.set(call)
     return call, ctx_token, call_token
 
@@ -204,11 +232,12 @@ def _limiter_cost(runtime: Runtime, exchange: Any, args: tuple[Any, ...]) -> tup
 
 
 def _endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+    """(api group, path template) from fetch2's arguments: ``("public", "Ticker")``."""
     path = args[0] if args else kwargs.get("path", "")
     api = args[1] if len(args) > 1 else kwargs.get("api", "public")
-    if isinstance(api, (list, tuple)):
+    if not isinstance(api, str):
         api = "/".join(str(part) for part in api)
-    return str(api), str(path)
+    return api, str(path)
 
 
 def _fetch2_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
@@ -274,30 +303,43 @@ def _throttle_async(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # --------------------------------------------------------------------------- HTTP
-def _start_http(
-    runtime: Runtime, exchange: Any, url: str, method: str
-) -> tuple[HttpExchange, Any, Any]:
-    parts = urlsplit(url)
+def _http_shape(url: str, method: str) -> tuple[str, dict[str, AttributeValue]]:
+    """Span name and attributes of a request, built once per (method, URL path, endpoint).
+
+    The query string is never looked at: it is where Binance puts its signature.
+    """
+    base = url.split("?", 1)[0]
     endpoint = ENDPOINT.get()
-    template = endpoint[1] if endpoint is not None else ""
-    attributes: dict[str, AttributeValue] = {
-        "http.request.method": method,
-        "url.path": parts.path,
-        "url.scheme": parts.scheme,
-        "server.address": parts.hostname or "",
-        "ccxt.exchange.id": str(getattr(exchange, "id", "")),
-    }
-    if parts.port is not None:
-        attributes["server.port"] = parts.port
-    if endpoint is not None:
-        attributes["ccxt.api"] = endpoint[0]
-        attributes["url.template"] = template
-    span = runtime.tracer.start_span(
-        f"{method} {template}" if template else method, kind=_CLIENT, attributes=attributes
-    )
+    key = (method, base, endpoint)
+    shape = _http_shapes.get(key)
+    if shape is None:
+        parts = urlsplit(base)
+        attributes: dict[str, AttributeValue] = {
+            "http.request.method": method,
+            "server.address": parts.hostname or "",
+            "url.path": parts.path,
+        }
+        if parts.port is not None:
+            attributes["server.port"] = parts.port
+        name = method
+        if endpoint is not None:
+            attributes["url.template"] = endpoint[1]
+            name = f"{method} {endpoint[1]}"
+        shape = (name, attributes)
+        if len(_http_shapes) < _SHAPE_CACHE_SIZE:
+            _http_shapes[key] = shape
+    return shape
+
+
+def _start_http(runtime: Runtime, url: str, method: str) -> tuple[HttpExchange, Any, Any]:
+    """Start the span of one request; outside a unified call, also suppress HTTP instrumentations."""
+    name, attributes = _http_shape(url, method)
+    span = runtime.tracer.start_span(name, kind=_CLIENT, attributes=attributes)
     http = HttpExchange(span)
-    ctx = trace.set_span_in_context(span)
-    ctx_token = otel_context.attach(otel_context.set_value(_SUPPRESS_HTTP_KEY, True, ctx))
+    ctx_token = None
+    if CALL.get() is None:
+        ctx = otel_context.set_value(_SUPPRESS_HTTP_KEY, True, trace.set_span_in_context(span))
+        ctx_token = otel_context.attach(ctx)
     http_token = HTTP.set(http)
     return http, ctx_token, http_token
 
@@ -305,7 +347,8 @@ def _start_http(
 def _finish_http(http: HttpExchange, ctx_token: Any, http_token: Any,
                  exc: BaseException | None) -> None:
     HTTP.reset(http_token)
-    otel_context.detach(ctx_token)
+    if ctx_token is not None:
+        otel_context.detach(ctx_token)
     span = http.span
     if span.is_recording():
         status = http.status
@@ -325,7 +368,7 @@ def _fetch_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Cal
         runtime = get_runtime()
         if runtime is None or not is_instrumentation_enabled():
             return original(self, url, method, *args, **kwargs)
-        http, ctx_token, http_token = _start_http(runtime, self, url, method)
+        http, ctx_token, http_token = _start_http(runtime, url, method)
         try:
             result = original(self, url, method, *args, **kwargs)
         except BaseException as exc:
@@ -342,7 +385,7 @@ def _fetch_async(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Ca
         runtime = get_runtime()
         if runtime is None or not is_instrumentation_enabled():
             return await original(self, url, method, *args, **kwargs)
-        http, ctx_token, http_token = _start_http(runtime, self, url, method)
+        http, ctx_token, http_token = _start_http(runtime, url, method)
         try:
             result = await original(self, url, method, *args, **kwargs)
         except BaseException as exc:
