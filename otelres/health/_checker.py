@@ -328,7 +328,11 @@ class HealthChecker:
                 future = in_daemon_thread(
                     lambda: self._call_sync(check, state, token), name=f"otelres-health-{name}"
                 )
-            done, _ = await asyncio.wait({future}, timeout=limit)
+            try:
+                done, _ = await asyncio.wait({future}, timeout=limit)
+            except asyncio.CancelledError:  # the run itself was cancelled: take the check along
+                future.cancel()
+                raise
             if not done:
                 with self._lock:
                     if token in state.running:  # the thread is stuck: start no other
@@ -339,7 +343,15 @@ class HealthChecker:
                     name, HealthStatus.RED, f"timed out after {limit:g} s",
                     duration=time.perf_counter() - started, error="TimeoutError",
                 )
-            value = future.result()
+            try:
+                value = future.result()
+            except asyncio.CancelledError:
+                # Not our cancellation (that would have interrupted the wait above): the
+                # check cancelled itself, e.g. a client library's internal timeout.
+                return HealthResult(
+                    name, HealthStatus.RED, "check was cancelled",
+                    duration=time.perf_counter() - started, error="CancelledError",
+                )
             if inspect.isawaitable(value):  # a sync check that handed back a coroutine
                 value = await asyncio.wait_for(value, max(0.0, limit - (time.perf_counter() - started)))
             return _normalise(value, name, time.perf_counter() - started)

@@ -169,6 +169,42 @@ async def test_a_raising_check_is_red_with_the_error() -> None:
     assert results["fine"].status is HealthStatus.GREEN
 
 
+async def test_a_check_that_cancels_itself_is_red_and_the_run_completes() -> None:
+    """A check whose own code raises CancelledError is RED; the other checks and the run are unaffected."""
+
+    @health_check("self_cancelling", register=False)
+    async def self_cancelling() -> HealthStatus:
+        raise asyncio.CancelledError
+
+    checker = HealthChecker([self_cancelling, _fixed("fine", HealthStatus.GREEN)], config=_config())
+    results = await checker.run_all_checks()
+    assert (results["self_cancelling"].status, results["self_cancelling"].message) == (
+        HealthStatus.RED, "check was cancelled"
+    )
+    assert results["fine"].status is HealthStatus.GREEN
+
+
+async def test_cancelling_a_run_cancels_it() -> None:
+    """Cancelling the task running the checks cancels the checks too and propagates; it is not a RED result."""
+
+    stopped = asyncio.Event()
+
+    @health_check("slow", register=False)
+    async def slow() -> HealthStatus:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            stopped.set()
+        return HealthStatus.GREEN
+
+    task = asyncio.ensure_future(HealthChecker([slow], config=_config()).run_all_checks())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(stopped.wait(), 1.0)  # the check was cancelled along with the run
+
+
 async def test_a_check_returning_something_else_is_red() -> None:
     """A check that returns neither a HealthResult nor a HealthStatus is RED saying so."""
 
