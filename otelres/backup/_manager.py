@@ -397,7 +397,12 @@ class BackupManager:
         status and ``problem``, never as valid.
         """
         key = self._key(required=False)
-        found = [self._inspect(backup_id, key, deep=verify) for backup_id in self.storage.backup_ids()]
+        found = []
+        for backup_id in self.storage.backup_ids():
+            info = self._inspect(backup_id, key, deep=verify)
+            # A backup another process deleted while we read it is gone, not damaged.
+            if info.valid or self.storage.exists(backup_id):
+                found.append(info)
         found.extend(_pending_info(p) for p in self.storage.pending())
         found.sort(key=lambda b: (b.timestamp, b.backup_id), reverse=True)
         if backup_type is None:
