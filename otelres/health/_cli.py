@@ -85,7 +85,11 @@ def _health(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.url:
         fetch: Callable[[], HealthReport] = lambda: _fetch(args.url, args.check, args.tag, args.timeout)  # noqa: E731
-        return _loop(lambda: _report_or_red(fetch), args, out)
+        try:
+            return _loop(lambda: _report_or_red(fetch), args, out)
+        except _Refused as exc:
+            _error(str(exc))
+            return EXIT_USAGE
     loaded = _load(args.config)
     if isinstance(loaded, int):
         return loaded
@@ -217,6 +221,8 @@ def _fetch(url: str, checks: list[str], tags: list[str], timeout: float | None) 
             body = response.read()
     except urllib.error.HTTPError as exc:
         body = exc.read()
+        if exc.code == 400:  # the service refused our --check / --tag selection
+            raise _Refused(f"{target}: {_error_text(body)}") from None
         if exc.code not in (200, 503):
             raise _Unreachable(f"{target} answered HTTP {exc.code}: {_snippet(body)}") from None
     except (urllib.error.URLError, OSError) as exc:
@@ -229,7 +235,19 @@ def _fetch(url: str, checks: list[str], tags: list[str], timeout: float | None) 
 
 
 class _Unreachable(Exception):
-    pass
+    """The service could not be asked, or did not answer with a report: RED."""
+
+
+class _Refused(Exception):
+    """The service rejected the request (an unknown --check name): a usage error."""
+
+
+def _error_text(body: bytes) -> str:
+    """The ``error`` of a JSON error body, else the start of the body."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return _snippet(body)
 
 
 def _report_or_red(fetch: Callable[[], HealthReport]) -> HealthReport:

@@ -180,7 +180,7 @@ def test_usage_errors_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_url_asks_a_running_service(capsys: pytest.CaptureFixture[str]) -> None:
-    """--url reads a service's /health, including a 503 RED report, and exits by its status."""
+    """--url reads a service's /health, including a 503 RED report, and exits by its status; a refused name is 3."""
 
     @health_check("remote_db", register=False)
     def remote_db() -> HealthResult:
@@ -196,6 +196,8 @@ def test_url_asks_a_running_service(capsys: pytest.CaptureFixture[str]) -> None:
         assert "replica lag 40 s" in out
         assert main(["health", "--url", server.url + "/health", "--check", "remote_api", "--json"]) == 0
         assert list(json.loads(capsys.readouterr().out)["checks"]) == ["remote_api"]
+        assert main(["health", "--url", server.url, "--check", "nope"]) == 3
+        assert "unknown health check 'nope'" in capsys.readouterr().err
 
 
 def test_an_unreachable_url_is_red(capsys: pytest.CaptureFixture[str]) -> None:
