@@ -20,7 +20,10 @@ What it sets up:
   endpoint on ``prometheus_host:prometheus_port``;
 * a logger provider exporting log records to ``console``/``otlp``, fed by the logging set
   up through :func:`otelres.monitoring.setup_logging`;
-* the span mode of otelres' guards (``[telemetry] span_mode``).
+* the span mode of otelres' guards (``[telemetry] span_mode``);
+* logging per ``[monitoring]`` (JSON lines with trace IDs), and, with
+  ``[monitoring.alerts] enabled = true``, an :class:`~otelres.monitoring.AlertManager`
+  that evaluates its rules on this metric pipeline (``Telemetry.alerts``).
 
 It is idempotent (a second call returns the same :class:`Telemetry`), never replaces a
 provider the application already set (it warns and leaves that signal alone), and with
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    from otelres.monitoring import AlertManager
 
 __all__ = ["ExportStatus", "Telemetry", "configure", "export_status"]
 
@@ -151,6 +156,8 @@ class Telemetry:
     meter_provider: MeterProvider | None = None
     logger_provider: LoggerProvider | None = None
     prometheus_address: tuple[str, int] | None = None
+    alerts: AlertManager | None = None
+    """The alert manager ``[monitoring.alerts] enabled = true`` started, evaluating this pipeline."""
     disabled: bool = False
     owned: tuple[str, ...] = ()
     _servers: list[Any] = field(default_factory=list, repr=False)
@@ -182,6 +189,14 @@ class Telemetry:
         if self._shut:
             return
         self._shut = True
+        if self.alerts is not None:
+            self.alerts.stop()
+        if self.logger_provider is not None and "logs" in self.owned:
+            # Detach otelres' OTLP log handler before its provider goes away, so log calls
+            # made during interpreter shutdown do not reach a closed pipeline.
+            from otelres.monitoring import setup_logging
+
+            setup_logging(self.config.monitoring, logger_provider=None)
         for provider in self._providers():
             try:
                 provider.shutdown()
@@ -274,6 +289,11 @@ def _build(
         _warn_foreign("meter")
     else:
         readers = [*_metric_readers(settings, handle), *metric_readers]
+        if set_global and cfg.monitoring.alerts.enabled:
+            from otelres.monitoring import AlertManager
+
+            handle.alerts = AlertManager.from_config(cfg)
+            readers.append(handle.alerts.reader)
         handle.meter_provider = _meter_provider(resource, readers)
         owned.append("metrics")
         if set_global:
@@ -289,6 +309,8 @@ def _build(
             if set_global:
                 set_logger_provider(handle.logger_provider)
     handle.owned = tuple(owned)
+    if handle.alerts is not None:
+        handle.alerts.start()
 
     if set_global:
         from otelres.monitoring import setup_logging

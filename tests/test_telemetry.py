@@ -260,3 +260,34 @@ def test_console_exporter_prints_spans() -> None:
     start = result.stdout.index("{")
     span = json.loads(result.stdout[start:])
     assert span["name"] == "printed span"
+
+
+def test_alerts_enabled_in_config_fire_from_the_configured_pipeline(tmp_path: Path) -> None:
+    """[monitoring.alerts] enabled = true makes configure() start an alert manager on its metrics."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[monitoring.alerts]\nenabled = true\ninterval_seconds = 0.2\nbreaker_open = true\nlog = true\n'
+    )
+    result = _run(
+        """
+        import time
+        import otelres
+        from otelres.resilience import CircuitBreaker
+        t = otelres.configure()
+        assert t.alerts is not None
+        breaker = CircuitBreaker("alerting-breaker", failure_threshold=1)
+        try:
+            breaker.call(lambda: 1 / 0)
+        except ZeroDivisionError:
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not t.alerts.firing():
+            time.sleep(0.1)
+        print("FIRING", [a.name for a in t.alerts.firing()])
+        t.shutdown()
+        """,
+        OTELRES_CONFIG=str(config),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "FIRING ['breaker_open']" in result.stdout
+    assert "alert breaker_open firing: circuit breaker alerting-breaker is open" in result.stderr
