@@ -76,7 +76,7 @@ def add_parser(subparsers: Any) -> None:
     listing.set_defaults(func=_run(_list))
 
     show = sub.add_parser("show", parents=[common], help="show one backup's manifest")
-    show.add_argument("backup_id", metavar="ID")
+    show.add_argument("backup_id", metavar="ID", help="backup id (see `otelres backup list`)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=_run(_show))
 
@@ -84,7 +84,7 @@ def add_parser(subparsers: Any) -> None:
         "verify", parents=[common], help="check every checksum of a backup",
         description="Check a backup (default: the newest) or --all; exit 1 if any is damaged.",
     )
-    verify.add_argument("backup_id", metavar="ID", nargs="?")
+    verify.add_argument("backup_id", metavar="ID", nargs="?", help="backup id (default: the newest)")
     verify.add_argument("--all", action="store_true", help="verify every backup")
     verify.set_defaults(func=_run(_verify))
 
@@ -96,7 +96,9 @@ def add_parser(subparsers: Any) -> None:
             "at all."
         ),
     )
-    restore.add_argument("backup_id", metavar="ID", nargs="?", default="latest")
+    restore.add_argument(
+        "backup_id", metavar="ID", nargs="?", default="latest", help="backup id or latest (default)"
+    )
     restore.add_argument("--to", dest="target", metavar="DIR", help="target directory")
     restore.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
     restore.add_argument("--force", action="store_true", help="replace a non-empty target directory")
@@ -109,7 +111,7 @@ def add_parser(subparsers: Any) -> None:
     prune.set_defaults(func=_run(_prune))
 
     delete = sub.add_parser("delete", parents=[common], help="delete one backup")
-    delete.add_argument("backup_id", metavar="ID")
+    delete.add_argument("backup_id", metavar="ID", help="backup id (see `otelres backup list`)")
     delete.set_defaults(func=_run(_delete))
 
 
