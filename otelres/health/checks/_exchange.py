@@ -25,8 +25,9 @@ class ExchangeCheck(HealthCheck):
     *exchanges* are ccxt exchange objects (sync ``ccxt.kraken(...)`` or async
     ``ccxt.async_support.kraken(...)``) or exchange ids such as ``"kraken"``, for which a
     sync client is created on first use with *options* (ccxt constructor options, e.g.
-    ``{"urls": {"api": {"public": "http://127.0.0.1:8000"}}}``). ccxt is imported only
-    then, so the check costs nothing when unused.
+    ``{"urls": {"api": {"public": "http://127.0.0.1:8000"}}}``; ccxt's client-side rate
+    limiting is off unless the options turn it on). ccxt is imported only then, so the
+    check costs nothing when unused.
 
     Each exchange is asked ``fetch_status()`` when it supports it, else ``fetch_time()``,
     all at once. Per exchange: a status other than ``ok`` (``maintenance``, ``shutdown``,
@@ -126,6 +127,9 @@ class ExchangeCheck(HealthCheck):
                 if factory is None:
                     raise ValueError(f"ccxt has no exchange called {exchange!r}")
                 options = dict(self.options)
+                # One request per run: ccxt's throttle would only add its own wait (a
+                # second of Kraken's rateLimit) to the latency this check measures.
+                options.setdefault("enableRateLimit", False)
                 if self.timeout is not None:
                     options.setdefault("timeout", int(self.timeout * 1000))
                 exchange = factory(options)
