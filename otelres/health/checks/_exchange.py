@@ -32,8 +32,10 @@ class ExchangeCheck(HealthCheck):
     Each exchange is asked ``fetch_status()`` when it supports it, else ``fetch_time()``,
     all at once. Per exchange: a status other than ``ok`` (``maintenance``, ``shutdown``,
     ``error``) or any exception is RED; a round trip slower than *latency_warning*
-    seconds is YELLOW. ``details["exchanges"]`` holds each one's status, latency (s) and
-    error. Error texts have URL query strings removed, so no signed parameter can leak.
+    seconds is YELLOW (for a client you pass in, that includes ccxt's own throttling wait:
+    the delay your calls on that client see). ``details["exchanges"]`` holds each one's
+    status, latency (s) and error. Error texts have URL query strings removed, so no signed
+    parameter can leak.
     """
 
     def __init__(
