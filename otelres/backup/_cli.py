@@ -116,6 +116,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _run(command: Callable[[argparse.Namespace, BackupManager], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap *command*: load the configuration, build the manager, turn failures into exit status."""
     def run(args: argparse.Namespace) -> int:
         from otelres.backup._errors import BackupError
         from otelres.backup._manager import BackupManager
@@ -150,6 +151,7 @@ def _quiet_library_logs() -> None:
 
 # ---------------------------------------------------------------------------- commands
 def _create(args: argparse.Namespace, manager: BackupManager) -> int:
+    """``create``: back up --from / --file / --sqlite, or the configured files; print the id."""
     data = _read_state(args.from_json) if args.from_json else None
     files = args.file or None
     sqlite = args.sqlite or None
@@ -168,6 +170,7 @@ def _create(args: argparse.Namespace, manager: BackupManager) -> int:
 
 
 def _read_state(source: str) -> dict[str, Any]:
+    """The JSON object of *source* (a path or ``-`` for stdin); its keys become entries."""
     label = "stdin" if source == "-" else source
     try:
         if source == "-":
@@ -192,6 +195,7 @@ def _read_state(source: str) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace, manager: BackupManager) -> int:
+    """``list``: a table (or JSON) of the backups, newest first, with status and entry names."""
     backups = manager.list_backups(args.backup_type, verify=args.verify)
     if args.json:
         print(json.dumps([b.to_dict() for b in backups], indent=2))
@@ -213,6 +217,7 @@ def _list(args: argparse.Namespace, manager: BackupManager) -> int:
 
 
 def _show(args: argparse.Namespace, manager: BackupManager) -> int:
+    """``show``: one backup's manifest summary, entry names and sizes only."""
     info = manager.get_backup(args.backup_id)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
@@ -240,6 +245,7 @@ def _show(args: argparse.Namespace, manager: BackupManager) -> int:
 
 
 def _verify(args: argparse.Namespace, manager: BackupManager) -> int:
+    """``verify``: check one backup (default: the newest) or all; exit 1 if any is damaged."""
     if args.all and args.backup_id:
         raise _Failed("give an ID or --all, not both")
     if args.all:
@@ -266,6 +272,7 @@ def _verify(args: argparse.Namespace, manager: BackupManager) -> int:
 
 
 def _restore(args: argparse.Namespace, manager: BackupManager) -> int:
+    """``restore``: restore into a directory (or check only, with --dry-run)."""
     from otelres.backup._recovery import RecoveryManager
 
     result = RecoveryManager(manager).restore(
@@ -284,6 +291,7 @@ def _restore(args: argparse.Namespace, manager: BackupManager) -> int:
 
 
 def _prune(args: argparse.Namespace, manager: BackupManager) -> int:
+    """``prune``: apply the retention policy, listing what is kept and why."""
     result = manager.prune(dry_run=args.dry_run)
     prefix = "would delete" if result.dry_run else "deleted"
     print(f"policy: {manager.retention.describe()}")
@@ -300,12 +308,14 @@ def _prune(args: argparse.Namespace, manager: BackupManager) -> int:
 
 
 def _delete(args: argparse.Namespace, manager: BackupManager) -> int:
+    """``delete``: remove one backup."""
     manager.delete_backup(args.backup_id)
     print(f"deleted {args.backup_id}")
     return 0
 
 
 def _size(count: int) -> str:
+    """*count* bytes for people: ``512 B``, ``1.5 KiB``, ``3.2 MiB``."""
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":

@@ -68,6 +68,7 @@ def suffix(compression: str) -> str:
 
 
 def _zstandard() -> ModuleType:
+    """The ``zstandard`` module, or :class:`CompressionUnavailableError` naming the extra."""
     try:
         import zstandard
     except ImportError:
@@ -149,6 +150,7 @@ def iter_plain(compression: str, source: HashingReader, limit: int) -> Iterator[
 
 
 def _gunzip(source: HashingReader) -> Iterator[bytes]:
+    """Inflate one gzip member from *source*, at most ``CHUNK`` output bytes per step."""
     engine = zlib.decompressobj(_GZIP_WBITS)
     try:
         while not _finished(engine):
@@ -167,10 +169,12 @@ def _gunzip(source: HashingReader) -> Iterator[bytes]:
 
 
 def _finished(engine: zlib._Decompress) -> bool:
+    """Whether *engine* reached the end of its stream (a function, so mypy re-reads it)."""
     return bool(engine.eof)
 
 
 def _unzstd(source: HashingReader) -> Iterator[bytes]:
+    """Decompress one zstd frame from *source* through a bounded stream reader."""
     zstd = _zstandard()
     reader = zstd.ZstdDecompressor().stream_reader(source, read_size=CHUNK, closefd=False)
     try:

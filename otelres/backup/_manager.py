@@ -73,6 +73,7 @@ _last_issued: list[datetime] = []
 
 
 def _utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
 
 
@@ -196,6 +197,7 @@ class BackupManager:
         return self._hmac_key is not None or bool(self._hmac_env)
 
     def _key(self, *, required: bool) -> bytes | None:
+        """The HMAC key, or None when signing is off; *required* raises when it is on but unset."""
         if self._hmac_key is not None:
             return self._hmac_key
         if not self._hmac_env:
@@ -270,6 +272,7 @@ class BackupManager:
         return backup_id
 
     def _new_id(self, backup_type: str) -> tuple[str, datetime]:
+        """A fresh id and its timestamp (from the injected clock, else strictly increasing now)."""
         if self._clock is not None:
             moment = self._clock().astimezone(timezone.utc)
             return new_backup_id(moment, backup_type), moment
@@ -288,6 +291,11 @@ class BackupManager:
         metadata: Mapping[str, str],
         key: bytes | None,
     ) -> tuple[str, int]:
+        """Stage every entry, commit with the manifest, and return ``(id, stored size)``.
+
+        An id that turns out to exist (another process, same microsecond and suffix) is
+        retried with a new one; any failure aborts the staging, so nothing is left behind.
+        """
         from otelres._version import __version__
 
         for _ in range(_ID_ATTEMPTS):
@@ -334,6 +342,11 @@ class BackupManager:
     def _write_entry(
         self, staged: StagedBackup, path: str, name: str, kind: str, source: Source
     ) -> EntryRecord:
+        """Stream one entry through the compressor into storage, hashing both sides.
+
+        Big JSON values and big files go through :func:`pipelined`: this thread
+        serializes or reads while a worker compresses, hashes and writes.
+        """
         plain = hashlib.sha256()
         stored = hashlib.sha256()
         sizes = [0, 0]
@@ -436,6 +449,7 @@ class BackupManager:
         return None
 
     def _require(self, backup_id: str) -> None:
+        """Raise :class:`BackupNotFoundError` unless *backup_id* names a stored backup."""
         if parse_backup_id(backup_id) is None or not self.storage.exists(backup_id):
             raise BackupNotFoundError(
                 backup_id,
@@ -445,6 +459,7 @@ class BackupManager:
             )
 
     def _manifest(self, backup_id: str, key: bytes | None) -> Manifest:
+        """The decoded, checked manifest of *backup_id*, or :class:`ManifestError` saying why not."""
         try:
             data = self.storage.read_manifest(backup_id)
         except UnsafeEntryError as exc:
@@ -456,6 +471,7 @@ class BackupManager:
         return decode_manifest(data, backup_id, key, key_source=self._key_source())
 
     def _inspect(self, backup_id: str, key: bytes | None, *, deep: bool) -> BackupInfo:
+        """The :class:`BackupInfo` of *backup_id*: manifest and entry sizes, every byte if *deep*."""
         parsed = parse_backup_id(backup_id)
         assert parsed is not None
         created, backup_type = parsed
@@ -554,6 +570,7 @@ class BackupManager:
         )
 
     def _checked(self, backup_id: str, key: bytes | None) -> Manifest:
+        """The manifest of *backup_id* after every check passed, else :class:`BackupCorruptError`."""
         try:
             manifest = self._manifest(backup_id, key)
         except ManifestError as exc:
@@ -659,11 +676,13 @@ class BackupManager:
 
     # ------------------------------------------------------------------ telemetry
     def _count(self, backup_type: str, outcome: str) -> None:
+        """Count one attempted backup of *backup_type* with *outcome* (for ``.created``)."""
         with self._stats_lock:
             key = (backup_type, outcome)
             self._created[key] = self._created.get(key, 0) + 1
 
     def _note_created(self, backup_id: str, backup_type: str, size: int) -> None:
+        """Fold a new backup into the cached storage statistics, if there are any."""
         parsed = parse_backup_id(backup_id)
         with self._stats_lock:
             if self._stats is None or parsed is None:
@@ -676,6 +695,7 @@ class BackupManager:
             stats["count.valid"] = stats.get("count.valid", 0.0) + 1
 
     def _refresh_stats(self, infos: list[BackupInfo]) -> None:
+        """Recompute the per-type statistics the gauges report from a full listing."""
         stats: dict[str, dict[str, float]] = {}
         for info in infos:  # newest first
             entry = stats.setdefault(info.backup_type, {})
@@ -688,6 +708,7 @@ class BackupManager:
             self._stats = stats
 
     def _invalidate_stats(self) -> None:
+        """Forget the statistics; the next collection lists storage again."""
         with self._stats_lock:
             self._stats = None
 
@@ -710,6 +731,7 @@ class BackupManager:
 
 # --------------------------------------------------------------------------- helpers
 def _pending_info(pending: PendingWrite) -> BackupInfo:
+    """A staging directory as an ``incomplete`` :class:`BackupInfo`."""
     parsed = parse_backup_id(pending.backup_id)
     moment, backup_type = parsed if parsed else (datetime.fromtimestamp(0, timezone.utc), "?")
     why = (

@@ -83,6 +83,7 @@ def format_time(moment: datetime) -> str:
 
 
 def _parse_time(text: str) -> datetime:
+    """The inverse of :func:`format_time`."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
@@ -252,6 +253,7 @@ class BackupInfo:
 
 # --------------------------------------------------------------------------- encoding
 def _canonical(body: Mapping[str, Any]) -> bytes:
+    """The bytes checksums and HMACs are computed over: sorted keys, no whitespace."""
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -347,6 +349,7 @@ def decode_manifest(
 
 
 def _build_manifest(body: Mapping[str, Any], signed: bool) -> Manifest:
+    """A :class:`Manifest` from a checked manifest *body*; raises on missing or odd fields."""
     entries: list[EntryRecord] = []
     for raw in body["entries"]:
         kind = raw["kind"]

@@ -33,6 +33,7 @@ class _Stopped(Exception):
 
 
 def _dumps(value: Any, default: Callable[[Any], Any] | None) -> str:
+    """Compact, ASCII-only JSON (``ensure_ascii`` keeps lone surrogates round-tripping)."""
     return json.dumps(value, separators=(",", ":"), default=default)
 
 
@@ -46,6 +47,7 @@ def is_large(value: Any) -> bool:
 
 
 def _pieces(value: Any, default: Callable[[Any], Any] | None, depth: int) -> Iterator[str]:
+    """The JSON text of *value* in pieces, cutting big lists and dicts down to *depth* 2."""
     if depth < 2 and isinstance(value, list) and len(value) > SLICE:
         yield "["
         for start in range(0, len(value), SLICE):
@@ -98,6 +100,7 @@ def json_pieces(value: Any, default: Callable[[Any], Any] | None = None) -> Iter
 
 
 def _consume(channel: queue.Queue[Any]) -> Iterator[bytes]:
+    """Yield the chunks put on *channel* until the producer says it ended or failed."""
     while True:
         item = channel.get()
         if item is _END:

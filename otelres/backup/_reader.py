@@ -72,6 +72,7 @@ def iter_entry(
 
 
 def _stored_digest(source: HashingReader) -> str:
+    """SHA-256 of everything *source* delivered, reading the rest; empty on a read error."""
     try:
         source.drain()
     except OSError:

@@ -139,6 +139,7 @@ class RecoveryManager:
 
     # ------------------------------------------------------------------ internals
     def _plan(self, manifest: Manifest) -> tuple[RestoredEntry, ...]:
+        """What each entry becomes under the target; refuses unsafe names before any write."""
         planned = []
         for record in manifest.entries:
             try:
@@ -152,6 +153,7 @@ class RecoveryManager:
 
     @staticmethod
     def _check_target(target: Path, overwrite: bool) -> None:
+        """Refuse a target that is a link, not a directory, or not empty without *overwrite*."""
         if target.is_symlink():
             raise RestoreRefusedError(f"restore target {target} is a symbolic link; refused")
         if target.exists():
@@ -170,6 +172,7 @@ class RecoveryManager:
         target: Path,
         overwrite: bool,
     ) -> None:
+        """Write every entry into a staging directory beside *target*, then publish it whole."""
         self._check_target(target, overwrite)
         parent = target.parent
         parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +195,7 @@ class RecoveryManager:
                 shutil.rmtree(staging, ignore_errors=True)
 
     def _restore_entry(self, backup_id: str, record: Any, staging: Path, relative: str) -> None:
+        """Write one checked entry to *relative* under *staging* (0600, no links followed)."""
         destination = staging.joinpath(*relative.split("/"))
         # restore_path() already refused '..' and absolute names; this guards the join.
         if staging.resolve() not in destination.resolve().parents:
@@ -209,6 +213,7 @@ class RecoveryManager:
 
 
 def _fsync_tree(root: Path) -> None:
+    """fsync every directory under *root*, deepest first, so their entries are durable."""
     for folder, _dirs, _files in os.walk(root, topdown=False):
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:

@@ -89,6 +89,7 @@ class RetentionPlan:
 
 
 def _buckets() -> list[tuple[str, Callable[[datetime], Hashable]]]:
+    """The calendar bucket of each rule: UTC day, ISO week, month."""
     return [
         ("daily", lambda t: t.date()),
         ("weekly", lambda t: t.isocalendar()[:2]),

@@ -146,6 +146,7 @@ class BackupScheduler:
         return backup_id
 
     def _loop(self) -> None:
+        """The thread: wait until due (or stopped), back up, repeat."""
         delay = self.first_delay()
         while not self._stop.wait(delay):
             started = time.monotonic()

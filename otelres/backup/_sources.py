@@ -54,6 +54,7 @@ PlannedEntry = tuple[str, str, Source]
 
 
 def _to_json(name: str, value: Any, default: Callable[[Any], Any] | None) -> bytes:
+    """Compact ASCII JSON of a small value; errors name the entry."""
     try:
         return json.dumps(value, separators=(",", ":"), default=default).encode("ascii")
     except (TypeError, ValueError) as exc:
@@ -65,6 +66,7 @@ def _to_json(name: str, value: Any, default: Callable[[Any], Any] | None) -> byt
 def _named_paths(
     kind: str, given: Mapping[str, PathLike] | Iterable[PathLike] | None
 ) -> list[tuple[str, Path]]:
+    """``(entry name, path)`` pairs from a mapping or a list of paths; names are checked."""
     if given is None:
         return []
     if isinstance(given, (str, os.PathLike)):
@@ -82,6 +84,7 @@ def _named_paths(
 
 
 def _check_source(kind: str, name: str, path: Path) -> Path:
+    """*path* if it is a readable regular file (and an SQLite database for *kind* sqlite)."""
     label = "SQLite database" if kind == "sqlite" else "file"
     try:
         info = path.stat()
@@ -103,6 +106,7 @@ def _check_source(kind: str, name: str, path: Path) -> Path:
 
 
 def read_chunks(path: Path) -> Iterator[bytes]:
+    """The bytes of *path* in ``CHUNK``-sized pieces."""
     with path.open("rb") as fh:
         while True:
             chunk = fh.read(CHUNK)

@@ -134,6 +134,7 @@ _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def _fsync_dir(path: Path) -> None:
+    """fsync a directory, making the names created or renamed in it durable."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -142,6 +143,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process *pid* exists on this host (a writer that may still commit)."""
     if pid <= 0:
         return False
     try:
@@ -154,6 +156,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class _LocalStaged:
+    """A backup being written into ``.tmp-<id>-<pid>`` under the root."""
     __slots__ = ("_done", "_final", "_root", "_tmp")
 
     def __init__(self, root: Path, backup_id: str) -> None:
@@ -214,6 +217,7 @@ class LocalDirectoryStorage:
         return f"LocalDirectoryStorage({self.location!r})"
 
     def _ensure_root(self) -> None:
+        """Create the root directory (0700) on first write; a clear error if impossible."""
         if not self.root.is_dir():
             try:
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -227,6 +231,7 @@ class LocalDirectoryStorage:
         return _LocalStaged(self.root, backup_id)
 
     def _names(self) -> list[str]:
+        """Names in the root; none when it does not exist yet."""
         try:
             return os.listdir(self.root)
         except FileNotFoundError:
@@ -263,11 +268,13 @@ class LocalDirectoryStorage:
             shutil.rmtree(self.root / name, ignore_errors=True)
 
     def _backup_dir(self, backup_id: str) -> Path:
+        """The directory of *backup_id*; refuses anything that is not an id (no traversal)."""
         if parse_backup_id(backup_id) is None:
             raise UnsafeEntryError(f"not a backup id: {backup_id!r}")
         return self.root / backup_id
 
     def _entry(self, backup_id: str, path: str) -> Path:
+        """The path of stored entry *path* of *backup_id*; refuses odd names and linked backups."""
         if not stored_path_ok(path) and path != MANIFEST_NAME:
             raise UnsafeEntryError(f"stored path {path!r} is not a plain entry name")
         folder = self._backup_dir(backup_id)

@@ -49,6 +49,7 @@ class Observed(Protocol):
 
 def _unique(live: Callable[[], list[Observed]]) -> list[Observed]:
     # Two managers over one directory would report the same series twice; keep one.
+    """One manager per storage location, so two over one directory report one series."""
     by_location: dict[str, Observed] = {}
     for manager in live():
         by_location[manager._telemetry_location()] = manager
@@ -56,6 +57,7 @@ def _unique(live: Callable[[], list[Observed]]) -> list[Observed]:
 
 
 def _install(meter: Meter, live: Callable[[], list[Observed]]) -> None:
+    """Create the observable instruments for one meter (called once per provider)."""
     def stats_points(key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def produce() -> Iterator[Observation]:
             for manager in _unique(live):
@@ -122,6 +124,7 @@ def publish(manager: Observed, meter_provider: MeterProvider | None) -> None:
 
 
 def _histogram(meter_provider: MeterProvider | None) -> Histogram:
+    """The duration histogram of *meter_provider*, created once."""
     if meter_provider is None:
         if not _global_histogram:
             _global_histogram.append(_make_histogram(_otel.get_meter(None)))
