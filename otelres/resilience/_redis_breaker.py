@@ -127,6 +127,8 @@ class RedisBreakerStorage:
         self.name = name
         self.fail_mode: FailMode = mode
         self._conn = connection
+        # Import redis-py and build the client now, not in the first guarded call.
+        _ = connection.client
         self._key = connection.key("breaker", name)
         self._ttl_ms = max(1000, int(state_ttl * 1000))
         self._clock = clock

@@ -117,6 +117,8 @@ class RedisTokenBucket:
         self.name = name
         self.fail_mode: FailMode = mode
         self._conn = connection
+        # Import redis-py and build the client now, not in the first guarded call.
+        _ = connection.client
         self._key = connection.key("bucket", name)
         self._rate = float(rate)
         self._capacity = float(capacity)

@@ -295,6 +295,22 @@ class RedisConnection:
             self._recovered()
         return reply
 
+    def ping(self) -> bool:
+        """Ask Redis for a PONG now, within the timeouts; True when it answered.
+
+        For start-up checks and health checks. Unlike guarded calls it always tries the
+        network, even inside the reconnect interval, and its answer updates
+        :attr:`available` (and logs the outage or the recovery) like any other command.
+        """
+        try:
+            self.client.ping()
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        if self._down_until:
+            self._recovered()
+        return True
+
     def _may_try_again(self) -> bool:
         """Whether this call is the one that probes Redis again after an outage."""
         now = time.monotonic()

@@ -231,3 +231,16 @@ def test_forcing_during_an_outage_holds_in_this_process_until_redis_is_back(
     time.sleep(0.35)
     assert storage.state is CLOSED
     conn.close()
+
+
+def test_ping_reports_whether_redis_answers_now(own_redis_server: RedisServer) -> None:
+    """ping() is True while Redis answers, False once it is gone, True again right after a restart."""
+    conn = connect(own_redis_server, reconnect_interval=30.0)
+    assert conn.ping() is True
+    own_redis_server.kill()
+    assert conn.ping() is False
+    assert not conn.available
+    own_redis_server.start()
+    assert conn.ping() is True  # no waiting out the 30 s reconnect interval
+    assert conn.available
+    conn.close()
