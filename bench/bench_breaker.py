@@ -103,6 +103,9 @@ def main() -> int:
     print(f"otelres @decorator / pybreaker @decorator:    {decorator_ratio:.2f}x")
     print(f"metrics on - metrics off:                     {delta:+.3f} us (target <= {DELTA_TARGET_US} us)")
 
+    rejection_ratio = _rejection_ratio(provider)
+    print(f"open breaker, rejecting a call / pybreaker:   {rejection_ratio:.2f}x")
+
     overhead = asyncio.run(_async_overhead_us(with_metrics))
     sync_overhead = median_delta_us(times, "otelres.call", "floor")
     print(f"breaker overhead, call_async / call:          {overhead:.3f} us / {sync_overhead:.3f} us")
@@ -110,6 +113,37 @@ def main() -> int:
     ok = call_ratio <= RATIO_TARGET and delta <= DELTA_TARGET_US
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+def _rejection_ratio(provider: MeterProvider) -> float:
+    """Median cost ratio of an open breaker rejecting a call (raise and catch included)."""
+    ours = CircuitBreaker("bench-open", failure_threshold=1, reset_timeout=3600,
+                          meter_provider=provider)
+    theirs = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=3600)
+    for breaker in (ours, theirs):
+        try:
+            breaker.call(_fail)
+        except (ZeroDivisionError, pybreaker.CircuitBreakerError):
+            pass
+
+    def rejected_by_ours() -> None:
+        try:
+            ours.call(guarded)
+        except pybreaker.CircuitBreakerError:
+            pass
+
+    def rejected_by_theirs() -> None:
+        try:
+            theirs.call(guarded)
+        except pybreaker.CircuitBreakerError:
+            pass
+
+    times = interleave({"ours": rejected_by_ours, "theirs": rejected_by_theirs})
+    return median_ratio(times, "ours", "theirs")
+
+
+def _fail() -> None:
+    raise ZeroDivisionError
 
 
 async def _async_overhead_us(breaker: CircuitBreaker) -> float:

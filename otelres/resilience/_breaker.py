@@ -421,7 +421,8 @@ class CircuitBreaker:
             if storage.failures:
                 storage.reset_failures()
             return result
-        if tel.effective_mode(self._mode) == "always":
+        mode = self._mode
+        if (_otel._span_mode if mode is None else mode) == "always":
             with tel.guarded_span(self._tracer, "otelres.breaker", self._span_attributes()):
                 return self._call(fn, args, kwargs)
         return self._call(fn, args, kwargs)

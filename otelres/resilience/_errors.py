@@ -32,10 +32,16 @@ class CircuitBreakerOpenError(pybreaker.CircuitBreakerError, ResilienceError):
     """
 
     def __init__(self, name: str, retry_after: float | None, state: str = "open") -> None:
-        when = "" if retry_after is None else f"; next probe in {retry_after:.3g} s"
-        ResilienceError.__init__(self, f"circuit breaker {name!r} is {state}{when}", name=name)
+        # Raised on every rejected call of an open breaker, so the message is built only
+        # when someone reads it; the args make the error picklable (multiprocessing).
+        Exception.__init__(self, name, retry_after, state)
+        self.name = name
         self.retry_after = retry_after
         self.state = state
+
+    def __str__(self) -> str:
+        when = "" if self.retry_after is None else f"; next probe in {self.retry_after:.3g} s"
+        return f"circuit breaker {self.name!r} is {self.state}{when}"
 
 
 class RateLimitExceededError(ResilienceError):

@@ -726,3 +726,16 @@ def test_minimum_calls_is_capped_by_a_count_window(clock: FakeClock) -> None:
     breaker.call(ok)
     breaker.call(ok)
     assert breaker.state is BreakerState.OPEN
+
+
+def test_open_error_pickles_and_reads_well(clock: FakeClock) -> None:
+    """CircuitBreakerOpenError survives pickling (multiprocessing) with its name, wait and state."""
+    import pickle
+
+    breaker = make(clock, failure_threshold=1)
+    fail(breaker)
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        breaker.call(ok)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (copy.name, copy.retry_after, copy.state) == ("svc", 10.0, "open")
+    assert str(copy) == str(info.value) == "circuit breaker 'svc' is open; next probe in 10 s"
