@@ -8,7 +8,7 @@ exporter that drops spans), an SDK MeterProvider, and the per-exchange resilienc
 (breaker and retry). Rounds alternate between the two clients; the figure is the ratio
 of medians of per-round means.
 
-    .venv/bin/python bench/bench_ccxt.py [--rounds 15] [--calls 200]
+    .venv/bin/python bench/bench_ccxt.py [--rounds 15] [--calls 200] [--sample-ratio 0.1]
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def _providers() -> tuple[Any, Any]:
+def _providers(sample_ratio: float) -> tuple[Any, Any]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
     class _Drop(SpanExporter):
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    tracer_provider = TracerProvider()
+    sampler = ALWAYS_ON if sample_ratio >= 1 else ParentBased(TraceIdRatioBased(sample_ratio))
+    tracer_provider = TracerProvider(sampler=sampler)
     tracer_provider.add_span_processor(BatchSpanProcessor(_Drop()))
     return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
 
@@ -136,6 +138,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument(
+        "--sample-ratio", type=float, default=1.0,
+        help="trace sampling ratio of the SDK (default 1: every call recorded)",
+    )
+    parser.add_argument(
         "--sdk", choices=("sdk", "none"), default="sdk",
         help="record with the OpenTelemetry SDK (default) or with no SDK installed (API no-ops)",
     )
@@ -154,7 +160,7 @@ def main() -> None:
     # instrumented client wait for tokens, which is the limiter working, not overhead.
     config.set_current(config.Config())
 
-    tracer_provider, meter_provider = _providers()
+    tracer_provider, meter_provider = _providers(args.sample_ratio)
     if args.sdk == "sdk":
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)

@@ -41,6 +41,6 @@ class HttpExchange:
 CALL: ContextVar[Call | None] = ContextVar("otelres_ccxt_call", default=None)
 HTTP: ContextVar[HttpExchange | None] = ContextVar("otelres_ccxt_http", default=None)
 ENDPOINT: ContextVar[tuple[str, str] | None] = ContextVar("otelres_ccxt_endpoint", default=None)
-"""(api group, path template) of the implicit endpoint being requested, set by ``fetch2``."""
+"""(api group, path template) of the request about to be sent, set by ``sign``."""
 SKIP_THROTTLE: ContextVar[bool] = ContextVar("otelres_ccxt_skip_throttle", default=False)
 """True while otelres' rate limiter has already paid for the request: ccxt's throttle stands down."""

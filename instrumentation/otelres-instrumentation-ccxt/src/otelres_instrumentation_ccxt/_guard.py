@@ -269,9 +269,8 @@ def lookup_order(exchange: Any, symbol: str, client_order_id: str) -> Any:
 
 
 def _is_async(exchange: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(type(exchange).fetch2)
+    """Whether *exchange* is a ``ccxt.async_support`` / ``ccxt.pro`` client."""
+    return getattr(exchange, "synchronous", True) is False
 
 
 async def _lookup_async(exchange: Any, symbol: str, client_order_id: str,

@@ -21,7 +21,7 @@ from otelres_instrumentation_ccxt._wrappers import MARK, RuntimeGetter, make_wra
 
 __all__ = ["ClassPatcher", "instrument_instance", "uninstrument_instance"]
 
-HTTP_HOOKS = ("fetch", "fetch2", "throttle", "on_rest_response")
+HTTP_HOOKS = ("fetch", "fetch2", "on_rest_response", "sign", "throttle")
 _MISSING = object()
 _INSTANCE_MARK = "_otelres_ccxt_instance_patch"
 

@@ -6,8 +6,8 @@ Four hooks cover ccxt's whole REST path, sync and async alike:
   ``"<exchange> <method>"``, the exchange's resilience guard, the duration histogram;
   unified calls made inside another one (``load_markets`` inside ``fetch_ticker``) are
   part of the outer call and pass straight through;
-* ``fetch2`` (every implicit endpoint call): remembers the endpoint template for the
-  HTTP span and takes the request's cost in ccxt units from otelres' rate limiter;
+* ``fetch2`` (every implicit endpoint call): takes the request's cost in ccxt units from
+  otelres' rate limiter; ``sign`` remembers the endpoint template for the HTTP span;
 * ``throttle``: stands down when otelres' limiter already paid for the request, so a
   request never waits twice;
 * ``fetch`` (one HTTP request): a CLIENT child span with method, endpoint path (no
@@ -82,6 +82,8 @@ def make_wrapper(name: str, original: Callable[..., Any], get_runtime: RuntimeGe
         wrapper = (_fetch_async if is_async else _fetch_sync)(original, get_runtime)
     elif name == "fetch2":
         wrapper = (_fetch2_async if is_async else _fetch2_sync)(original, get_runtime)
+    elif name == "sign":
+        wrapper = _sign(original)
     elif name == "throttle":
         wrapper = (_throttle_async if is_async else _throttle_sync)(original)
     elif name == "on_rest_response":
@@ -245,41 +247,53 @@ def _fetch2_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Ca
         runtime = get_runtime()
         if runtime is None:
             return original(self, *args, **kwargs)
-        endpoint_token = ENDPOINT.set(_endpoint(args, kwargs))
+        limiter, cost = _limiter_cost(runtime, self, args)
+        if limiter is None:
+            return original(self, *args, **kwargs)
+        limiter.acquire(min(cost, limiter.capacity))
+        skip_token = SKIP_THROTTLE.set(True)
         try:
-            limiter, cost = _limiter_cost(runtime, self, args)
-            if limiter is None:
-                return original(self, *args, **kwargs)
-            limiter.acquire(min(cost, limiter.capacity))
-            skip_token = SKIP_THROTTLE.set(True)
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                SKIP_THROTTLE.reset(skip_token)
+            return original(self, *args, **kwargs)
         finally:
-            ENDPOINT.reset(endpoint_token)
+            SKIP_THROTTLE.reset(skip_token)
 
     return wrapper
 
 
 def _fetch2_async(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
-    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+    # A plain function handing back ccxt's own coroutine when there is no limiter, so the
+    # common case adds no coroutine frame to every resumption of the request.
+    async def limited(self: Any, limiter: Any, cost: float, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+        await limiter.acquire_async(min(cost, limiter.capacity))
+        skip_token = SKIP_THROTTLE.set(True)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            SKIP_THROTTLE.reset(skip_token)
+
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         runtime = get_runtime()
         if runtime is None:
-            return await original(self, *args, **kwargs)
-        endpoint_token = ENDPOINT.set(_endpoint(args, kwargs))
-        try:
-            limiter, cost = _limiter_cost(runtime, self, args)
-            if limiter is None:
-                return await original(self, *args, **kwargs)
-            await limiter.acquire_async(min(cost, limiter.capacity))
-            skip_token = SKIP_THROTTLE.set(True)
-            try:
-                return await original(self, *args, **kwargs)
-            finally:
-                SKIP_THROTTLE.reset(skip_token)
-        finally:
-            ENDPOINT.reset(endpoint_token)
+            return original(self, *args, **kwargs)
+        limiter, cost = _limiter_cost(runtime, self, args)
+        if limiter is None:
+            return original(self, *args, **kwargs)
+        return limited(self, limiter, cost, args, kwargs)
+
+    return wrapper
+
+
+def _sign(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Remember the endpoint (api group, path template) that ``fetch`` is about to request.
+
+    ccxt signs every request right before fetching it, with the path template still
+    unfilled (``orders/{id}``), which makes a low-cardinality span name.
+    """
+
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ENDPOINT.set(_endpoint(args, kwargs))
+        return original(self, *args, **kwargs)
 
     return wrapper
 
@@ -310,6 +324,8 @@ def _http_shape(url: str, method: str) -> tuple[str, dict[str, AttributeValue]]:
     """
     base = url.split("?", 1)[0]
     endpoint = ENDPOINT.get()
+    if endpoint is not None:
+        ENDPOINT.set(None)  # used once: a later direct fetch() must not inherit it
     key = (method, base, endpoint)
     shape = _http_shapes.get(key)
     if shape is None:
@@ -366,7 +382,7 @@ def _finish_http(http: HttpExchange, ctx_token: Any, http_token: Any,
 def _fetch_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
     def wrapper(self: Any, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
         runtime = get_runtime()
-        if runtime is None or not is_instrumentation_enabled():
+        if runtime is None or (CALL.get() is None and not is_instrumentation_enabled()):
             return original(self, url, method, *args, **kwargs)
         http, ctx_token, http_token = _start_http(runtime, url, method)
         try:
@@ -383,7 +399,7 @@ def _fetch_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Cal
 def _fetch_async(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
     async def wrapper(self: Any, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
         runtime = get_runtime()
-        if runtime is None or not is_instrumentation_enabled():
+        if runtime is None or (CALL.get() is None and not is_instrumentation_enabled()):
             return await original(self, url, method, *args, **kwargs)
         http, ctx_token, http_token = _start_http(runtime, url, method)
         try:
