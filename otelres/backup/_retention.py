@@ -35,7 +35,15 @@ __all__ = ["RetentionPlan", "RetentionPolicy", "plan_retention"]
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """The keep rules; zero turns a rule off. Build one from settings with :meth:`from_settings`."""
+    """The keep rules; zero turns a rule off. Build one from settings with :meth:`from_settings`.
+
+    Keep a week of daily backups, a quarter of weeklies, a year of monthlies, and whatever is
+    younger than two days::
+
+        RetentionPolicy(retention_days=2, keep_daily=7, keep_weekly=13, keep_monthly=12)
+
+    Pass it as ``BackupManager(retention=...)`` or set the same names under ``[backup]``.
+    """
 
     retention_days: int = 0
     keep_last: int = 0

@@ -82,7 +82,13 @@ class StagedBackup(Protocol):
 
 @runtime_checkable
 class BackupStorage(Protocol):
-    """What the backup manager needs from a place that holds backups."""
+    """What the backup manager needs from a place that holds backups.
+
+    A backend for object storage would stage entries under a temporary prefix (or upload
+    them under their final keys without the manifest), upload ``manifest.json`` last as the
+    commit point with a conditional put that fails when the key exists, and report uploads
+    without a manifest through :meth:`pending`. Pass it as ``BackupManager(storage=...)``.
+    """
 
     location: str
     """Human-readable location for messages (a directory, a bucket URL)."""
@@ -168,6 +174,7 @@ class _LocalStaged:
         self._done = False
 
     def write_entry(self, path: str, chunks: Iterable[bytes]) -> int:
+        """Write *chunks* to a new 0600 file (never an existing one or through a link) and fdatasync it."""
         if not stored_path_ok(path) and path != MANIFEST_NAME:
             raise UnsafeEntryError(f"not an entry name: {path!r}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -185,6 +192,7 @@ class _LocalStaged:
         return written
 
     def commit(self, manifest: bytes) -> None:
+        """Write the manifest, fsync the staging directory, rename it to the id, fsync the root."""
         self.write_entry(MANIFEST_NAME, [manifest])
         _fsync_dir(self._tmp)
         if self._final.exists() or self._final.is_symlink():
@@ -199,6 +207,7 @@ class _LocalStaged:
         _fsync_dir(self._root)
 
     def abort(self) -> None:
+        """Remove the staging directory and everything in it."""
         if not self._done:
             self._done = True
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -227,6 +236,7 @@ class LocalDirectoryStorage:
                 ) from None
 
     def begin(self, backup_id: str) -> StagedBackup:
+        """Create the staging directory ``.tmp-<id>-<pid>`` (0700) for a new backup."""
         self._ensure_root()
         return _LocalStaged(self.root, backup_id)
 
@@ -240,9 +250,11 @@ class LocalDirectoryStorage:
             raise BackupError(f"backup path {self.location} is not a directory") from None
 
     def backup_ids(self) -> list[str]:
+        """Names in the root that are backup ids (staging and deletion leftovers are not)."""
         return [name for name in self._names() if parse_backup_id(name) is not None]
 
     def pending(self) -> list[PendingWrite]:
+        """Staging directories, with whether their writer still runs; sweeps dead deletions."""
         found = []
         now = time.time()
         for name in self._names():
@@ -283,6 +295,7 @@ class LocalDirectoryStorage:
         return folder / path
 
     def read_manifest(self, backup_id: str) -> bytes | None:
+        """``manifest.json`` of *backup_id*, or None when it has none (never committed)."""
         try:
             with self.open_entry(backup_id, MANIFEST_NAME) as fh:
                 return fh.read()
@@ -290,6 +303,7 @@ class LocalDirectoryStorage:
             return None
 
     def open_entry(self, backup_id: str, path: str) -> BinaryIO:
+        """Open a stored entry without following links; refuses anything but a regular file."""
         target = self._entry(backup_id, path)
         try:
             fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -303,6 +317,7 @@ class LocalDirectoryStorage:
         return os.fdopen(fd, "rb")
 
     def entry_size(self, backup_id: str, path: str) -> int | None:
+        """Size of a stored entry from ``lstat``; None when missing; refuses links."""
         target = self._entry(backup_id, path)
         try:
             info = os.lstat(target)
@@ -315,6 +330,7 @@ class LocalDirectoryStorage:
         return info.st_size
 
     def stored_size(self, backup_id: str) -> int:
+        """Total size of the regular files in the backup's directory."""
         folder = self._backup_dir(backup_id)
         total = 0
         try:
@@ -326,10 +342,12 @@ class LocalDirectoryStorage:
         return total
 
     def exists(self, backup_id: str) -> bool:
+        """Whether the backup's directory (or a link in its place) exists."""
         folder = self._backup_dir(backup_id)
         return folder.exists() or folder.is_symlink()
 
     def delete(self, backup_id: str) -> None:
+        """Rename the backup to ``.del-<id>-<pid>`` (it vanishes at once), then remove it."""
         folder = self._backup_dir(backup_id)
         if folder.is_symlink() or not folder.is_dir():
             folder.unlink()
@@ -343,6 +361,7 @@ class LocalDirectoryStorage:
         shutil.rmtree(doomed, ignore_errors=True)
 
     def remove_pending(self, name: str) -> None:
+        """Remove one abandoned staging directory."""
         if not name.startswith(_TMP_PREFIX) or "/" in name:
             raise UnsafeEntryError(f"not a staging name: {name!r}")
         shutil.rmtree(self.root / name, ignore_errors=True)
