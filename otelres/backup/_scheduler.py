@@ -8,9 +8,11 @@
     scheduler.stop()           # returns promptly, even in the middle of a long wait
 
 The *state* callable produces the data to back up each time (it runs in the
-scheduler's thread). A failing backup is logged and counted, never raised into the
-application, and retried after ``retry_seconds``; after each success the retention
-policy is applied (``prune=True``, when a policy is set).
+scheduler's thread). In an asyncio application,
+``asyncio.create_task(scheduler.run_async())`` runs the same schedule as a task instead.
+A failing backup is logged and counted, never raised into the application, and retried
+after ``retry_seconds``; after each success the retention policy is applied
+(``prune=True``, when a policy is set).
 """
 
 from __future__ import annotations
@@ -144,6 +146,30 @@ class BackupScheduler:
             except Exception as exc:
                 _log.error("pruning after backup %s failed: %s", backup_id, exc)
         return backup_id
+
+    async def run_async(self) -> None:
+        """Run the schedule in an asyncio application, until the task is cancelled::
+
+            task = asyncio.create_task(scheduler.run_async())
+            ...
+            task.cancel()
+
+        Each backup (and the state callable) runs in a worker thread through
+        :func:`asyncio.to_thread`, so the event loop never blocks on compression or
+        fsync. Like :meth:`start`, it does nothing when ``backup.enabled`` is false.
+        """
+        import asyncio
+
+        if not self.manager.settings.enabled:
+            _log.info("scheduled backups are off (backup.enabled = false)")
+            return
+        delay = await asyncio.to_thread(self.first_delay)
+        while True:
+            await asyncio.sleep(delay)
+            started = time.monotonic()
+            ok = await asyncio.to_thread(self.run_once) is not None
+            spent = time.monotonic() - started
+            delay = max(0.0, (self.interval if ok else self.retry_seconds) - spent)
 
     def _loop(self) -> None:
         """The thread: wait until due (or stopped), back up, repeat."""

@@ -107,3 +107,22 @@ def test_interval_defaults_to_config(backup_dir: Path) -> None:
     assert BackupScheduler(dict, manager=manager).interval == 6 * 3600
     with pytest.raises(ValueError, match="interval_hours"):
         BackupScheduler(dict, manager=manager, interval_hours=0)
+
+
+async def test_run_async_backs_up_until_cancelled(backup_dir: Path) -> None:
+    """run_async() as an asyncio task writes backups without blocking the loop and stops on cancel."""
+    import asyncio
+
+    manager = BackupManager(backup_dir)
+    scheduler = BackupScheduler(lambda: {"n": 1}, manager=manager, interval_hours=0.05 / 3600)
+    task = asyncio.create_task(scheduler.run_async())
+    ticks = 0
+    deadline = time.monotonic() + 20
+    while scheduler.runs < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        ticks += 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(manager.list_backups("scheduled")) >= 3
+    assert ticks > 3  # the loop kept running while backups were written
