@@ -206,13 +206,13 @@ def _list(args: argparse.Namespace, manager: BackupManager) -> int:
     print(f"{'ID':<38} {'TYPE':<10} {'CREATED (UTC)':<20} {'SIZE':>9} {'STATUS':<10} ENTRIES")
     for info in backups:
         created = info.timestamp.strftime("%Y-%m-%d %H:%M:%S")
-        entries = ", ".join(info.files) if info.files else "-"
+        entries = ", ".join(_shown(f) for f in info.files) if info.files else "-"
         print(
             f"{info.backup_id:<38} {info.backup_type:<10} {created:<20} "
             f"{_size(info.size_bytes):>9} {info.status:<10} {entries}"
         )
         if info.problem:
-            print(f"{'':<38} ! {info.problem}")
+            print(f"{'':<38} ! {_shown(info.problem)}")
     return 0
 
 
@@ -226,7 +226,7 @@ def _show(args: argparse.Namespace, manager: BackupManager) -> int:
         ("id", info.backup_id),
         ("type", info.backup_type),
         ("created", info.timestamp.isoformat()),
-        ("status", info.status + (f" ({info.problem})" if info.problem else "")),
+        ("status", info.status + (f" ({_shown(info.problem)})" if info.problem else "")),
         ("size", f"{_size(info.size_bytes)} stored, {_size(info.original_size)} original"),
         ("compression", info.compression),
         ("signed", "yes" if info.signed else "no"),
@@ -236,11 +236,14 @@ def _show(args: argparse.Namespace, manager: BackupManager) -> int:
         print(f"{key:<12} {value}")
     if info.metadata:
         for key, value in sorted(info.metadata.items()):
-            print(f"{'meta':<12} {key} = {value}")
+            print(f"{'meta':<12} {_shown(key)} = {_shown(value)}")
     if info.entries:
         print(f"\n{'ENTRY':<30} {'KIND':<7} {'SIZE':>10} {'STORED':>10}")
         for entry in info.entries:
-            print(f"{entry.name:<30} {entry.kind:<7} {_size(entry.size):>10} {_size(entry.stored_size):>10}")
+            print(
+                f"{_shown(entry.name):<30} {entry.kind:<7} {_size(entry.size):>10} "
+                f"{_size(entry.stored_size):>10}"
+            )
     return 0
 
 
@@ -300,7 +303,7 @@ def _prune(args: argparse.Namespace, manager: BackupManager) -> int:
     for info in result.removed:
         print(f"{prefix:<7} {info.backup_id}")
     for info in result.untouched:
-        print(f"damaged {info.backup_id}  (not pruned; delete it explicitly: {info.problem})")
+        print(f"damaged {info.backup_id}  (not pruned; delete it explicitly: {_shown(info.problem)})")
     for name in result.abandoned:
         print(f"{'would remove' if result.dry_run else 'removed'} unfinished write {name}")
     print(f"{len(result.kept)} kept, {len(result.removed)} {prefix}")
@@ -312,6 +315,11 @@ def _delete(args: argparse.Namespace, manager: BackupManager) -> int:
     manager.delete_backup(args.backup_id)
     print(f"deleted {args.backup_id}")
     return 0
+
+
+def _shown(text: str | None) -> str:
+    """*text* with control characters escaped: a tampered manifest cannot drive the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text or "")
 
 
 def _size(count: int) -> str:

@@ -241,3 +241,22 @@ def test_module_entry_point_runs_as_a_subprocess(tmp_path: Path, state_file: Pat
     )
     assert bad.returncode == 1
     assert "no backup 'missing'" in bad.stderr
+
+
+def test_listing_escapes_control_characters_from_a_tampered_manifest(
+    capsys: pytest.CaptureFixture[str], backup_dir: Path
+) -> None:
+    """An entry name with a terminal escape sequence (forged manifest) is shown escaped, not sent raw."""
+    from ._damage import rewrite_manifest
+
+    backup_id = BackupManager(backup_dir).create_backup({"n": 1})
+
+    def edit(body: dict) -> None:  # type: ignore[type-arg]
+        body["entries"][0]["name"] = "\x1b[2Jevil"
+
+    rewrite_manifest(backup_dir, backup_id, edit)
+    code, out, _ = run(capsys, "list", "--path", str(backup_dir))
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\\x1b[2Jevil" in out
+    assert "damaged" in out
