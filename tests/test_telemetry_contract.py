@@ -262,6 +262,24 @@ def _alerts_scenario() -> None:
     pipeline.shutdown()
 
 
+def _ccxt_scenario() -> None:
+    """One successful and one refused call of an instrumented ccxt client (local exchange)."""
+    import ccxt
+    from otelres_instrumentation_ccxt import CcxtInstrumentor
+
+    from otelres.testing import ExchangeServer
+
+    with ExchangeServer() as server:
+        client = server.client("kraken")
+        CcxtInstrumentor.instrument_client(client)
+        try:
+            client.fetch_time()
+            with pytest.raises(ccxt.BadSymbol):
+                client.fetch_ticker("NOPE/USD")
+        finally:
+            CcxtInstrumentor.uninstrument_client(client)
+
+
 def _backup_scenario() -> None:
     import tempfile
 
@@ -301,6 +319,7 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "otelres.health._telemetry": _health_scenario,
     "otelres.monitoring._alerts": _alerts_scenario,
     "otelres.backup._telemetry": _backup_scenario,
+    "otelres_instrumentation_ccxt._runtime": lambda: _ccxt_scenario(),
 }
 """Owner module -> a function making every instrument, span and event it owns appear."""
 
@@ -346,7 +365,7 @@ def _instruments(capture: TelemetryCapture) -> dict[str, Any]:
     for meter in meters.values():
         if getattr(meter, "_instrumentation_scope", None) is None:
             continue
-        if meter._instrumentation_scope.name != "otelres":
+        if meter._instrumentation_scope.name not in ("otelres", "otelres_instrumentation_ccxt"):
             continue
         for instrument in meter._instrument_id_instrument.values():
             found[instrument.name] = instrument
