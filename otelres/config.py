@@ -367,7 +367,21 @@ class Config:
         """The effective configuration as plain data (what ``otelres config check`` prints)."""
         data: dict[str, Any] = _plain(self)
         data.pop("source", None)
+        redis = data["resilience"]["redis"]
+        redis["url"] = _without_password(redis["url"])
         return data
+
+
+def _without_password(url: str) -> str:
+    """*url* with the password of its userinfo masked, so printed settings leak no secret."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 # --------------------------------------------------------------------------- loading

@@ -20,7 +20,8 @@ What it sets up:
   endpoint on ``prometheus_host:prometheus_port``;
 * a logger provider exporting log records to ``console``/``otlp``, fed by the logging set
   up through :func:`otelres.monitoring.setup_logging`;
-* the span mode of otelres' guards (``[telemetry] span_mode``);
+* the span mode of otelres' guards (``[telemetry] span_mode``), and, with
+  ``[resilience.redis] enabled = true``, breaker and limiter state shared through Redis;
 * logging per ``[monitoring]`` (JSON lines with trace IDs), and, with
   ``[monitoring.alerts] enabled = true``, an :class:`~otelres.monitoring.AlertManager`
   that evaluates its rules on this metric pipeline (``Telemetry.alerts``).
@@ -253,6 +254,10 @@ def configure(
         cfg = config if isinstance(config, Config) else load_config(config)
         set_current(cfg)
         _otel.set_span_mode(cfg.telemetry.span_mode)
+        if cfg.resilience.redis.enabled:
+            from otelres.resilience import use_redis
+
+            use_redis()
         settings = cfg.telemetry
         if settings.sdk_disabled:
             handle = Telemetry(config=cfg, disabled=True)

@@ -228,3 +228,14 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert f"{bad}: resilience.circuit_breaker_treshold: unknown key; did you mean" in result.stderr
     assert f"{bad}: backup.retention_days: expected an integer >= 0, got -1" in result.stderr
     assert result.stdout == ""
+
+
+def test_printed_settings_never_show_a_redis_password() -> None:
+    """to_dict() (what `config check` prints) masks a password written into the Redis URL."""
+    config = config_from_dict(
+        {"resilience": {"redis": {"url": "redis://bot:hunter2@10.0.0.5:6379/0"}}}, environ={}
+    )
+    assert config.resilience.redis.url == "redis://bot:hunter2@10.0.0.5:6379/0"  # still usable
+    printed = config.to_dict()["resilience"]["redis"]["url"]
+    assert printed == "redis://bot:***@10.0.0.5:6379/0"
+    assert "hunter2" not in str(config.to_dict())

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import urllib.request
 from pathlib import Path
@@ -162,7 +163,7 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELRES_"))}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, check=False, timeout=60, cwd=ROOT / "tests",
+        capture_output=True, text=True, check=False, timeout=60, cwd=tempfile.mkdtemp(),
         env={**clean, **env},
     )
 
@@ -291,3 +292,27 @@ def test_alerts_enabled_in_config_fire_from_the_configured_pipeline(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "FIRING ['breaker_open']" in result.stdout
     assert "alert breaker_open firing: circuit breaker alerting-breaker is open" in result.stderr
+
+
+def test_redis_enabled_in_config_moves_breaker_state_to_redis(tmp_path: Path) -> None:
+    """[resilience.redis] enabled = true makes configure() share breaker state through Redis.
+
+    Redis is not running at that address, so the default fail-open mode keeps calls working.
+    """
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[resilience.redis]\nenabled = true\nurl = "redis://127.0.0.1:{free_port()}/0"\n'
+        "socket_timeout_seconds = 0.2\nconnect_timeout_seconds = 0.2\n"
+    )
+    result = _run(
+        """
+        import otelres
+        from otelres.resilience import CircuitBreaker
+        otelres.configure()
+        breaker = CircuitBreaker("shared")
+        print(type(breaker.storage).__name__, breaker.call(lambda: 42))
+        """,
+        OTELRES_CONFIG=str(config),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["RedisBreakerStorage", "42"]
