@@ -59,6 +59,9 @@ class AlertRule:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     """A filter: a point matches when each listed attribute has the given value, or one of the
     values when a tuple, list or set is given. Each matching attribute set is its own alert."""
+    exclude: Mapping[str, Any] = field(default_factory=dict)
+    """The opposite filter: a point whose attribute has the given value (or one of the values)
+    does not match, e.g. ``{"health.check.name": "overall"}``."""
     for_seconds: float = 0.0
     """How long the condition must hold before the alert fires (0: at the first evaluation);
     until then the alert is *pending*, like Prometheus' ``for``."""
@@ -108,24 +111,20 @@ class AlertRule:
             )
         if not isinstance(self.attributes, Mapping):
             raise ValueError(f"{where}: attributes must be a mapping, got {self.attributes!r}")
-        filters = {
-            str(k): frozenset(v) if isinstance(v, (tuple, list, set, frozenset)) else v
-            for k, v in self.attributes.items()
-        }
-        object.__setattr__(self, "attributes", types.MappingProxyType(filters))
+        if not isinstance(self.exclude, Mapping):
+            raise ValueError(f"{where}: exclude must be a mapping, got {self.exclude!r}")
+        object.__setattr__(self, "attributes", _filter(self.attributes))
+        object.__setattr__(self, "exclude", _filter(self.exclude))
 
     def matches(self, attributes: Mapping[str, Any]) -> bool:
-        """Whether a point with *attributes* passes this rule's attribute filter."""
+        """Whether a point with *attributes* passes this rule's attribute filters."""
         for key, wanted in self.attributes.items():
-            if key not in attributes:
+            if key not in attributes or not _is(attributes[key], wanted):
                 return False
-            have = attributes[key]
-            if isinstance(wanted, frozenset):
-                if have not in wanted:
-                    return False
-            elif have != wanted:
-                return False
-        return True
+        return not any(
+            key in attributes and _is(attributes[key], unwanted)
+            for key, unwanted in self.exclude.items()
+        )
 
     def holds(self, value: float) -> bool:
         """Whether *value* meets the condition."""
@@ -152,6 +151,20 @@ class AlertRule:
         return f"{what}{{{shown}}} {self.comparison} {self.threshold:g} (now {current})"
 
 
+def _filter(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Attribute filters with every collection of allowed values turned into a frozenset."""
+    return types.MappingProxyType(
+        {
+            str(k): frozenset(v) if isinstance(v, (tuple, list, set, frozenset)) else v
+            for k, v in values.items()
+        }
+    )
+
+
+def _is(have: Any, wanted: Any) -> bool:
+    return have in wanted if isinstance(wanted, frozenset) else bool(have == wanted)
+
+
 def health_red(
     check: str | None = None,
     *,
@@ -162,7 +175,8 @@ def health_red(
     """A rule that fires when health check *check* (any check when None) is RED for *for_seconds*.
 
     Reads the ``otelres.health.status`` gauge (0 green, 1 yellow, 2 red) that
-    ``otelres.health`` publishes, one alert per ``health.check.name``.
+    ``otelres.health`` publishes, one alert per ``health.check.name``. With no *check*, the
+    ``overall`` series is left out, so one RED check raises one alert, not two.
     """
     return AlertRule(
         name=name or (f"health_red:{check}" if check else "health_red"),
@@ -170,6 +184,7 @@ def health_red(
         comparison=">=",
         threshold=2,
         attributes={"health.check.name": check} if check else {},
+        exclude={} if check else {"health.check.name": "overall"},
         for_seconds=for_seconds,
         severity=severity,
         summary="health check {labels[health.check.name]} is RED",

@@ -196,8 +196,12 @@ def test_histogram_max_without_window(rig_factory: Callable[..., Rig]) -> None:
 
 
 def test_health_red_fires_after_its_duration(rig_factory: Callable[..., Rig]) -> None:
-    """health_red fires per check once otelres.health.status has been 2 for for_seconds."""
-    values = {(("health.check.name", "exchange"),): 2.0, (("health.check.name", "risk"),): 1.0}
+    """health_red fires per check once otelres.health.status has been 2 for for_seconds (not for overall)."""
+    values = {
+        (("health.check.name", "exchange"),): 2.0,
+        (("health.check.name", "risk"),): 1.0,
+        (("health.check.name", "overall"),): 2.0,
+    }
     rig = rig_factory([health_red(for_seconds=60)])
     rig.gauge("otelres.health.status", values)
     assert rig.step() == []
@@ -206,6 +210,15 @@ def test_health_red_fires_after_its_duration(rig_factory: Callable[..., Rig]) ->
     assert alert.summary == "health check exchange is RED"
     values[(("health.check.name", "exchange"),)] = 0.0
     assert rig.step(10)[0].status == "resolved"
+
+
+def test_exclude_filter_drops_matching_series(rig_factory: Callable[..., Rig]) -> None:
+    """A rule's exclude filter keeps series with the excluded attribute values from alerting."""
+    values = {(("queue", "a"),): 9.0, (("queue", "b"),): 9.0, (("queue", "c"),): 9.0}
+    rig = rig_factory([AlertRule("deep", "app.queue", ">", 5, exclude={"queue": ("b", "c")})])
+    rig.gauge("app.queue", values)
+    (alert,) = rig.step()
+    assert alert.labels == {"queue": "a"}
 
 
 def test_breaker_open_fires_for_a_real_breaker(rig_factory: Callable[..., Rig]) -> None:
