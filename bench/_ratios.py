@@ -1,13 +1,15 @@
 """Side-by-side timing for the resilience benchmarks (bench_retry, bench_limiter, bench_policy).
 
 Every contender runs the same number of calls per round, the contenders take turns within
-each round (interleaved, so machine noise hits all of them alike), and the report gives the
+each round in a rotating order (interleaved, so machine noise hits all of them alike; the
+garbage collector is off inside the timed loops, as in ``timeit``), and the report gives the
 median time per call and the median of the per-round ratios against a baseline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -67,9 +69,17 @@ def compare(title: str, timers: dict[str, Timer], *, rounds: int = 15) -> dict[s
     """
     names = list(timers)
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(rounds):
-        for name in names:
-            samples[name].append(timers[name]())
+    for round_number in range(rounds):
+        # Rotate who goes first, so that no contender always runs right after another one's
+        # garbage; and keep the collector out of the timed loops, as timeit does.
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            gc.collect()
+            gc.disable()
+            try:
+                samples[name].append(timers[name]())
+            finally:
+                gc.enable()
     base = names[0]
     result: dict[str, Result] = {}
     print(f"\n{title}")
