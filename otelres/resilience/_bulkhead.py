@@ -279,6 +279,7 @@ class Bulkhead:
 
     # ------------------------------------------------------------------ internals
     def _has_waiters(self) -> bool:
+        """Whether any thread or task is queued (newcomers must not overtake them)."""
         return bool(self._sync_waiting or self._async_waiters)
 
     def _grant(self, future: asyncio.Future[None]) -> bool:
@@ -300,12 +301,14 @@ class Bulkhead:
         return True
 
     def _grant_later(self, future: asyncio.Future[None]) -> None:
+        """Hand-over scheduled from another thread, run on the waiter's own loop."""
         if future.done():  # cancelled before the hand-over arrived: pass the slot on
             self.release()
         else:
             future.set_result(None)
 
     def _reject(self, why: str) -> BulkheadFullError:
+        """Count a refusal, add the span event, and build the error for the caller to raise."""
         self._rejections += 1
         tel.add_event(
             "otelres.bulkhead.rejected",

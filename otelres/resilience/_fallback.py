@@ -184,6 +184,7 @@ class Fallback:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
+        """One guarded call; ``invoke(fn, args, kwargs)`` runs it (a Policy's inner layers)."""
         try:
             result = invoke(fn, args, kwargs)
         except Exception as exc:
@@ -199,6 +200,7 @@ class Fallback:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
+        """The async twin of :meth:`_run`."""
         try:
             result = await invoke(fn, args, kwargs)
         except Exception as exc:
@@ -210,6 +212,7 @@ class Fallback:
     def _remember(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
     ) -> None:
+        """Store *result* as this call's last good answer in each ``last_good`` fallback of the chain."""
         now = self._clock()
         for keeper in self._chain_keepers:
             try:
@@ -279,6 +282,7 @@ class Fallback:
     async def _answer_async(
         self, exc: Exception, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        """The async twin of :meth:`_answer`: a handler may be a coroutine function."""
         node: Fallback | None = self
         while node is not None:
             if isinstance(exc, node.on):
@@ -299,6 +303,7 @@ class Fallback:
         raise exc
 
     def _taken(self, exc: Exception) -> None:
+        """Count a fallback answer and add the ``otelres.fallback`` span event."""
         attrs = {"fallback.name": self.name, "error.type": tel.error_type(exc)}
         _inst.add(self._counter, 1, attrs)
         tel.add_event("otelres.fallback", attrs, mode=self._mode)

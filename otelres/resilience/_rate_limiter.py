@@ -434,6 +434,7 @@ class RateLimiter:
         return await self._queue(cost)
 
     async def _reserve_shared(self, cost: float) -> float:
+        """Wait mode on a shared backend: reserve in the shared bucket, sleep locally."""
         wait = await self._backend.reserve_async(cost, self.max_wait)
         if wait == 0.0:
             self._acquired += 1
@@ -468,6 +469,11 @@ class RateLimiter:
         return await fn(*args, **kwargs)
 
     async def _queue(self, cost: float) -> float:
+        """Wait in the FIFO queue of async callers, then for the tokens; the seconds waited.
+
+        Only the head of the queue asks the bucket; when it leaves (served, cancelled,
+        timed out) it wakes the next one, so a cancelled waiter takes no tokens.
+        """
         loop = asyncio.get_running_loop()
         start = self._clock()
         deadline = None if self.max_wait is None else start + self.max_wait
@@ -533,6 +539,7 @@ class RateLimiter:
 
     # ------------------------------------------------------------------ slow paths
     def _check_cost(self, cost: float) -> None:
+        """Raise ValueError naming *cost* unless ``0 < cost <= capacity``."""
         if not 0 < cost <= self._capacity:
             raise ValueError(
                 f"RateLimiter {self.name!r}: cost must be > 0 and <= capacity "
@@ -540,6 +547,7 @@ class RateLimiter:
             )
 
     def _reject(self, cost: float, wait: float | None) -> RateLimitExceededError:
+        """Count a refusal, add the span event, and build the error for the caller to raise."""
         self._rejected += 1
         if wait is None:
             try:
@@ -554,6 +562,7 @@ class RateLimiter:
         return RateLimitExceededError(self.name, wait)
 
     def _after_wait(self, waited: float) -> None:
+        """Count a grant that had to wait and record how long (histogram and span event)."""
         self._waited += 1
         _inst.observe(self._wait_histogram, waited, {"limiter.name": self.name})
         tel.add_event(

@@ -449,6 +449,11 @@ class Retry:
         exc: BaseException | None = None,
         result: Any = _NO_RESULT,
     ) -> Any:
+        """Retry after the first attempt's outcome (*exc* or *result*) until success or giving up.
+
+        With *span_every_attempt* (span mode ``always``) the first attempt has not run yet
+        and runs here, in its own span like every other attempt.
+        """
         attempt = 1
         judged = not span_every_attempt
         if span_every_attempt:
@@ -491,6 +496,7 @@ class Retry:
             return exc, _NO_RESULT
 
     def _safe_sync(self, exc: BaseException) -> bool:
+        """Whether a non-idempotent call may be sent again after *exc* (sync ``retry_safe``)."""
         if isinstance(exc, RateLimitExceededError):
             return True
         if self.retry_safe is None:
@@ -519,6 +525,7 @@ class Retry:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
+        """The async twin of :meth:`_run`."""
         mode = self._mode or _otel._span_mode
         if mode == "always":
             with tel.guarded_span(self._tracer, "otelres.retry", {"retry.name": self.name}):
@@ -544,6 +551,7 @@ class Retry:
         exc: BaseException | None = None,
         result: Any = _NO_RESULT,
     ) -> Any:
+        """The async twin of :meth:`_loop`; ``retry_safe`` may be awaited here."""
         attempt = 1
         judged = not span_every_attempt
         if span_every_attempt:
@@ -575,6 +583,7 @@ class Retry:
         kwargs: dict[str, Any],
         attempt: int,
     ) -> tuple[BaseException | None, Any]:
+        """The async twin of :meth:`_attempt`."""
         attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}
         try:
             if (self._mode or _otel._span_mode) == "off":
@@ -585,6 +594,7 @@ class Retry:
             return exc, _NO_RESULT
 
     async def _safe_async(self, exc: BaseException) -> bool:
+        """Whether a non-idempotent call may be sent again after *exc*; awaits an async check."""
         if isinstance(exc, RateLimitExceededError):
             return True
         if self.retry_safe is None:
@@ -610,6 +620,7 @@ class Retry:
             return False
 
     def _wants(self, exc: BaseException) -> bool:
+        """Whether ``retry_on`` covers *exc*; a breaker rejection never is."""
         if isinstance(exc, CircuitBreakerOpenError):
             return False
         if self._retry_classes is not None:
@@ -654,6 +665,7 @@ class Retry:
         return delay
 
     def _backoff(self, attempt: int, previous: float) -> float:
+        """The jittered wait before retry number *attempt* (1 for the first retry)."""
         if self.jitter == "decorrelated":
             low = self.initial_delay
             high = max(low, previous * 3)
@@ -673,6 +685,7 @@ class Retry:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> None:
+        """Record a scheduled retry: counter, histogram, span event, then the user's hooks."""
         kind = "_OTHER" if exc is None else tel.error_type(exc)
         attrs = {"retry.name": self.name, "error.type": kind}
         _inst.add(self._attempts_counter, 1, attrs)
@@ -701,6 +714,7 @@ class Retry:
                 _otel.call_hook(hook, details, what=f"on_retry hook of retry {self.name!r}")
 
     def _succeeded(self, attempt: int, result: Any) -> Any:
+        """Count a call that succeeded, with or without retries, and return its result."""
         if attempt > 1:
             self._ok_retried += 1
         else:
