@@ -2,7 +2,8 @@
 
 Calls are held open mid-flight (coroutines stepped by hand, no event loop), so the model
 also covers overlapping calls: several half-open probes at once, and calls that started
-closed and end after the breaker opened.
+closed and end after the breaker opened. Some machines also trip on the failure rate over
+a count window, which the model keeps as a plain list.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Model:
     max_timeout: float
     max_probes: int
     success_threshold: int
+    rate_threshold: float | None = None
+    window_size: int = 1
+    minimum_calls: int = 1
+    window: list[bool] = field(default_factory=list)
     state: str = "closed"
     generation: int = 0
     failures: int = 0
@@ -61,6 +66,16 @@ class Model:
         self.generation += 1
         self.state = state
         self.failures = self.probes = self.probe_successes = 0
+        self.window = []
+
+    def _rate_trips(self, failed: bool) -> bool:
+        """Record a closed-state outcome in the count window; whether its rate trips."""
+        if self.rate_threshold is None:
+            return False
+        self.window = [*self.window, failed][-self.window_size :]
+        if len(self.window) < min(self.minimum_calls, self.window_size):
+            return False
+        return sum(self.window) / len(self.window) >= self.rate_threshold
 
     def _open(self, now: float) -> None:
         duration = self.reset_timeout
@@ -105,10 +120,13 @@ class Model:
         if self.state != "closed":
             return
         if outcome == "success":
-            self.failures = 0
+            if self._rate_trips(False):
+                self._open(now)
+            else:
+                self.failures = 0
         elif outcome == "failure":
             self.failures += 1
-            if self.failures >= self.threshold:
+            if self._rate_trips(True) or self.failures >= self.threshold:
                 self._open(now)
 
     def force(self, state: str) -> None:
@@ -133,6 +151,9 @@ class BreakerMachine(RuleBasedStateMachine):
         max_timeout=st.sampled_from([2.0, 60.0]),
         max_probes=st.integers(1, 3),
         success_threshold=st.integers(1, 3),
+        rate_threshold=st.sampled_from([None, 0.5, 0.5, 0.75]),
+        window_size=st.integers(1, 4),
+        minimum_calls=st.integers(1, 4),
     )
     def build(
         self,
@@ -142,9 +163,20 @@ class BreakerMachine(RuleBasedStateMachine):
         max_timeout: float,
         max_probes: int,
         success_threshold: int,
+        rate_threshold: float | None,
+        window_size: int,
+        minimum_calls: int,
     ) -> None:
         self.model = Model(
-            threshold, reset_timeout, multiplier, max_timeout, max_probes, success_threshold
+            threshold,
+            reset_timeout,
+            multiplier,
+            max_timeout,
+            max_probes,
+            success_threshold,
+            rate_threshold,
+            window_size,
+            minimum_calls,
         )
         self.breaker = CircuitBreaker(
             "model",
@@ -154,6 +186,9 @@ class BreakerMachine(RuleBasedStateMachine):
             max_reset_timeout=max_timeout,
             half_open_max_calls=max_probes,
             success_threshold=success_threshold,
+            failure_rate_threshold=rate_threshold,
+            window_size=window_size,
+            minimum_calls=minimum_calls,
             ignore_exceptions=(Ignored,),
             clock=self.clock,
         )
@@ -257,11 +292,16 @@ class BreakerMachine(RuleBasedStateMachine):
         assert metrics["failure_calls"] == counts["failure"]
         assert metrics["ignored_calls"] == counts["ignored"]
         assert metrics["rejected_calls"] == counts["rejected"]
+        if self.model.rate_threshold is not None:
+            window = self.model.window
+            held = len(window) >= min(self.model.minimum_calls, self.model.window_size)
+            expected = sum(window) / len(window) if window and held else -1.0
+            assert metrics["failure_rate"] == expected
 
     def teardown(self) -> None:
         for coro, _ in self.held:
             coro.close()
 
 
-BreakerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+BreakerMachine.TestCase.settings = settings(max_examples=250, stateful_step_count=40, deadline=None)
 test_breaker_matches_the_model = BreakerMachine.TestCase
