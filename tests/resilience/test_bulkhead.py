@@ -252,3 +252,32 @@ async def test_context_managers() -> None:
         await fails_inside()
     assert seen == [1]
     assert bulkhead.in_flight == 0
+
+
+async def test_random_cancellations_never_leak_slots() -> None:
+    """Under many callers with random cancellations and queue timeouts, the cap holds and every slot comes back."""
+    import random
+
+    rng = random.Random(7)
+    bulkhead = Bulkhead("svc", max_concurrent=3, max_queue=50, queue_timeout=0.05)
+    running = peak = 0
+
+    async def work() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.sleep(rng.uniform(0, 0.01))
+        finally:
+            running -= 1
+
+    tasks = [asyncio.create_task(bulkhead.call_async(work)) for _ in range(80)]
+    for _ in range(25):
+        await asyncio.sleep(rng.uniform(0, 0.004))
+        rng.choice(tasks).cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    kinds = {type(r).__name__ for r in results}
+    assert kinds <= {"NoneType", "CancelledError", "BulkheadFullError"}
+    assert peak <= 3
+    assert (bulkhead.in_flight, bulkhead.queued) == (0, 0)
+    assert await bulkhead.call_async(asyncio.sleep, 0) is None
