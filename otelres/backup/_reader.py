@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from otelres.backup._codec import HashingReader, PlainTooLarge, iter_plain
-from otelres.backup._errors import BackupError
+from otelres.backup._errors import BackupError, CompressionUnavailableError
 from otelres.backup._manifest import restore_path
 from otelres.backup._storage import UnsafeEntryError
 
@@ -61,6 +61,8 @@ def iter_entry(
             source.drain()
         except PlainTooLarge as exc:
             raise EntryDamaged(record.name, str(exc)) from None
+        except CompressionUnavailableError:
+            raise  # a missing package is not damage: say what to install
         except BackupError as exc:
             stored_ok = _stored_digest(source) == record.sha256
             why = str(exc) if stored_ok else "stored bytes do not match their SHA-256"

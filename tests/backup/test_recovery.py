@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -400,3 +401,17 @@ def test_recovery_manager_takes_manager_arguments(backup_dir: Path, tmp_path: Pa
     assert recovery.latest_valid().backup_id == backup_id  # type: ignore[union-attr]
     with pytest.raises(TypeError):
         RecoveryManager(BackupManager(backup_dir), backup_path=backup_dir)
+
+
+def test_reading_zstd_without_the_package_says_what_to_install(
+    backup_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zstd backup read where zstandard is missing raises CompressionUnavailableError, not 'damaged'."""
+    from otelres.backup import CompressionUnavailableError
+
+    backup_id = BackupManager(backup_dir, compression="zstd").create_backup({"n": 1})
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    reader = BackupManager(backup_dir)  # gzip configured: reading zstd needs the package
+    with pytest.raises(CompressionUnavailableError, match=r"otelres\[zstd\]"):
+        reader.verify_backup(backup_id)
+    assert reader.list_backups()[0].valid
