@@ -75,3 +75,34 @@ def test_sigkill_at_random_moments_never_leaves_a_damaged_backup_listed_as_valid
     assert all(b.valid for b in after)
     assert {b.backup_id for b in after} == {b.backup_id for b in listed if b.valid}
     assert not [name for name in os.listdir(backup_dir) if name.startswith(".")]
+
+
+def _burst(backup_dir: str, count: int, report_fd: int) -> None:
+    manager = BackupManager(backup_dir)
+    for n in range(count):
+        os.write(report_fd, (manager.create_backup({"n": n}, backup_type="burst") + "\n").encode())
+    os._exit(0)
+
+
+def test_concurrent_writers_never_collide(tmp_path: Path) -> None:
+    """Three processes writing into one directory at once get distinct ids, all valid."""
+    backup_dir = str(tmp_path / "backups")
+    context = multiprocessing.get_context("fork")
+    read_end, write_end = os.pipe()
+    children = [
+        context.Process(target=_burst, args=(backup_dir, 15, write_end), daemon=True)
+        for _ in range(3)
+    ]
+    for child in children:
+        child.start()
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reports:
+        ids = [line.decode() for line in reports.read().splitlines()]
+    for child in children:
+        child.join(30)
+        assert child.exitcode == 0
+    assert len(ids) == 45
+    assert len(set(ids)) == 45
+    listed = BackupManager(backup_dir).list_backups(verify=True)
+    assert sorted(b.backup_id for b in listed) == sorted(ids)
+    assert all(b.valid for b in listed)
