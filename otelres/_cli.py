@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 #: Modules that contribute subcommands, in ``--help`` order.
-COMMAND_MODULES: tuple[str, ...] = ("otelres._cli", "otelres.health._cli", "otelres.backup._cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "otelres._cli", "otelres.health._cli", "otelres.backup._cli", "otelres._demo",
+)
 
 EXIT_CONFIG_ERROR = 2
 

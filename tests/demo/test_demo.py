@@ -1,0 +1,238 @@
+"""``otelres demo`` end to end: a real subprocess, its endpoints, its page in Chromium, its summary.
+
+Set ``OTELRES_SCREENSHOT=docs/status-page.png`` to keep the page's screenshot from the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otelres._demo._config import DemoOptions, demo_config, scaled_scenario
+from otelres._demo._display import View, render_table
+from otelres.testing import OtlpHttpReceiver
+from tests.conftest import free_port
+from tests.demo.conftest import PageWatch
+
+pytest.importorskip("ccxt")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DemoRun:
+    """A running ``otelres demo`` subprocess and what it printed."""
+
+    process: subprocess.Popen[str]
+    url: str
+    summary_path: Path
+    lines: list[str] = field(default_factory=list)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        return self.process.wait(timeout)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def summary(self) -> dict[str, Any]:
+        return dict(json.loads(self.summary_path.read_text()))
+
+
+@contextmanager
+def start_demo(tmp_path: Path, *args: str) -> Iterator[DemoRun]:
+    """Start the demo in a subprocess (plain output, a free port), yield it, and never leak it."""
+    port = free_port()
+    summary = tmp_path / "summary.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otelres", "demo", "--port", str(port), "--plain",
+         "--summary-json", str(summary), *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    run = DemoRun(process, f"http://127.0.0.1:{port}", summary)
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: run.lines.extend(line.rstrip("\n") for line in process.stdout),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    try:
+        yield run
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        reader.join(5)
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_until_serving(run: DemoRun, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert run.process.poll() is None, run.output
+        try:
+            get(run.url + "/livez")
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"the demo did not serve {run.url} in {timeout} s:\n{run.output}")
+
+
+@pytest.fixture(name="demo")
+def _demo(tmp_path: Path) -> Iterator[DemoRun]:
+    """``otelres demo --duration 15`` running in a subprocess."""
+    with start_demo(tmp_path, "--duration", "15") as run:
+        yield run
+
+
+def test_demo_runs_the_story_serves_endpoints_and_page(demo: DemoRun, page: PageWatch, tmp_path: Path) -> None:
+    """The demo serves /health, /metrics and a page that shows breakers opening and health going
+    RED, then recovering; it ends on its own with exit 0 and a summary of what happened."""
+    wait_until_serving(demo)
+    status, body = get(demo.url + "/health")
+    assert status in (200, 503)
+    assert json.loads(body)["checks"]
+    page.page.goto(demo.url + "/")
+    page.page.wait_for_selector('[data-breaker="kraken"][data-state="closed"]', timeout=15_000)
+    page.page.wait_for_selector('[data-breaker="kraken"][data-state="open"]', timeout=20_000)
+    page.page.wait_for_selector('.check[data-check="circuit_breakers"][data-status="red"]', timeout=10_000)
+    page.page.wait_for_selector('#overall[data-status="red"]', timeout=10_000)
+    status, body = get(demo.url + "/health")
+    assert status == 503
+    assert json.loads(body)["overall_status"] == "red"
+    status, metrics = get(demo.url + "/metrics")
+    assert status == 200
+    assert b'otelres_breaker_state{breaker_name="kraken",breaker_state="open"' in metrics
+    time.sleep(1.5)  # let a few transitions and red results gather in the history
+    shot = tmp_path / "status-page.png"
+    page.page.screenshot(path=str(shot), full_page=True)
+    target = os.environ.get("OTELRES_SCREENSHOT")
+    if target:
+        shutil.copyfile(shot, ROOT / target)
+    page.page.wait_for_selector('[data-breaker="kraken"][data-state="closed"]', timeout=20_000)
+    page.page.wait_for_selector('.check[data-check="circuit_breakers"][data-status="green"]', timeout=10_000)
+    assert page.errors == []
+
+    assert demo.wait(60) == 0, demo.output
+    summary = demo.summary()
+    kraken = {(t["from"], t["to"]) for t in summary["breakers"]["kraken"]["transitions"]}
+    assert ("closed", "open") in kraken
+    assert ("half_open", "closed") in kraken
+    assert summary["breakers"]["kraken"]["final_state"] == "closed"
+    assert summary["retries"]["attempts"] > 0
+    assert summary["retries"]["recovered"] > 0
+    assert summary["rejections"]["breaker"] > 0
+    assert "circuit_breakers" in summary["health"]["red_seen"]
+    assert summary["health"]["final"] == "green"
+    assert summary["served"]["/health"] >= 2
+    assert summary["served"]["/metrics"] >= 1
+    assert summary["served"]["/api/status"] >= 5
+    text = demo.output
+    assert "otelres demo finished after" in text
+    assert "final health  GREEN" in text
+    assert "breaker kraken: closed -> open" in text
+    assert "phase: 503 storm" in text
+
+
+def test_demo_exports_over_otlp(tmp_path: Path) -> None:
+    """With --exporter otlp the same telemetry reaches a Collector over the real OTLP/HTTP wire format."""
+    with OtlpHttpReceiver() as receiver, start_demo(
+        tmp_path, "--duration", "10", "--exporter", "otlp",
+        "--otlp-protocol", "http/protobuf", "--otlp-endpoint", receiver.endpoint,
+    ) as run:
+        assert run.wait(60) == 0, run.output
+        receiver.wait_for(lambda r: "otelres.breaker.transitions" in r.metric_names(), timeout=10)
+        assert {"otelres.breaker.calls", "otelres.retry.attempts", "otelres.health.status",
+                "otelres.ccxt.call.duration"} <= receiver.metric_names()
+        assert any(name.startswith("kraken ") for name in receiver.span_names())
+        assert receiver.resource_attributes()["service.name"] == "otelres-demo"
+    assert "OTLP (http/protobuf)" in run.output
+
+
+def test_demo_rejects_a_too_short_duration() -> None:
+    """--duration below the minimum is a usage error naming the argument."""
+    result = subprocess.run(
+        [sys.executable, "-m", "otelres", "demo", "--duration", "3"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--duration" in result.stderr
+    assert "at least 10" in result.stderr
+
+
+def test_demo_reports_a_broken_config_file(tmp_path: Path) -> None:
+    """A --config file with a bad value fails at once with the file and key named."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[resilience]\ncircuit_breaker_threshold = 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "otelres", "demo", "--config", str(bad)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"{bad}: resilience.circuit_breaker_threshold" in result.stderr
+
+
+def test_demo_ignores_otel_environment_without_exporter() -> None:
+    """Without --exporter otlp, OTEL_* variables cannot switch exporters on (nothing leaves 127.0.0.1)."""
+    env = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    config = demo_config(DemoOptions(), environ=env)
+    assert config.telemetry.traces_exporter == ("none",)
+    assert config.telemetry.metrics_exporter == ("none",)
+    assert config.telemetry.otlp_endpoint == ""
+
+
+def test_short_runs_compress_phases_and_breaker_timeouts() -> None:
+    """A shorter run keeps every phase in proportion and shortens the demo breakers' open time."""
+    phases = scaled_scenario(20.0)
+    assert [p.name for p in phases] == ["healthy", "503 storm", "429 burst", "maintenance", "recovery"]
+    assert sum(p.duration for p in phases) == pytest.approx(20.0)
+    short = demo_config(DemoOptions(duration=20.0), environ={})
+    full = demo_config(DemoOptions(), environ={})
+    assert short.resilience.breaker("kraken").timeout_seconds == pytest.approx(
+        full.resilience.breaker("kraken").timeout_seconds / 2
+    )
+
+
+def test_table_lines_without_colour_are_plain_text() -> None:
+    """Without colour the live table has no escape codes and shows each breaker's state in capitals."""
+    snapshot = {
+        "breakers": [{"name": "kraken", "state": "half_open", "colour": "yellow", "failure_rate": 0.5,
+                      "calls": 10, "failures": 5, "rejected": 2, "transition_count": 2}],
+        "limiters": [], "retries": [],
+        "health": {"overall": "yellow", "checks": [
+            {"name": "circuit_breakers", "status": "yellow", "message": "not closed: kraken (half_open)",
+             "history": [{"status": "green"}, {"status": "yellow"}]}]},
+    }
+    view = View(3.0, 40.0, "503 storm", 2, 5, "http://127.0.0.1:8080", snapshot, [], [(2.5, "phase: 503 storm")])
+    lines = render_table(view, colour=False)
+    text = "\n".join(lines)
+    assert "\x1b" not in text
+    assert "HALF-OPEN" in text
+    assert "GY" in text
+    assert "phase: 503 storm" in text
+    coloured = "\n".join(render_table(view, colour=True))
+    assert "\x1b[33mHALF-OPEN" in coloured
