@@ -8,12 +8,12 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # Debian packages the integration tests need (binary:package).
-DEB_NEEDS := redis-server:redis-server promtool:prometheus prometheus:prometheus
+DEB_NEEDS := redis-server:redis-server promtool:prometheus prometheus:prometheus chromium:chromium
 
 .PHONY: help install deb-deps test test-fast lint bench demo clean
 
 help:
-	@echo "make demo       run the demo (a guarded call sequence with live telemetry)"
+	@echo "make demo       run the demo (~40 s: a trading bot rides out a bad day on a local exchange; live table, status page)"
 	@echo "make test       install everything needed and run the whole test suite"
 	@echo "make lint       ruff + mypy"
 	@echo "make bench      run the benchmarks (ratios against the libraries users pick instead)"
