@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from otelres import _otel
 from otelres.resilience import _telemetry as tel
@@ -170,7 +170,7 @@ class CircuitBreaker:
         failure_rate_threshold: float | None = None,
         slow_call_duration: float | None = None,
         slow_call_rate_threshold: float | None = None,
-        window_type: str | None = None,
+        window_type: Literal["count", "time"] | None = None,
         window_size: float | None = None,
         minimum_calls: int | None = None,
         reset_timeout_multiplier: float | None = None,
