@@ -137,6 +137,10 @@ def _run(command: Callable[[argparse.Namespace, BackupManager], int]) -> Callabl
         except (BackupError, _Failed) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return EXIT_FAILED
 
     return run
 

@@ -175,9 +175,14 @@ class RecoveryManager:
         """Write every entry into a staging directory beside *target*, then publish it whole."""
         self._check_target(target, overwrite)
         parent = target.parent
-        parent.mkdir(parents=True, exist_ok=True)
         staging = parent / f".{target.name}.restore-{secrets.token_hex(4)}"
-        os.mkdir(staging, 0o700)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(staging, 0o700)
+        except OSError as exc:
+            raise BackupError(
+                f"cannot restore into {target}: {exc.strerror or exc} in {parent}"
+            ) from None
         try:
             for record, entry in zip(manifest.entries, planned, strict=True):
                 self._restore_entry(manifest.backup_id, record, staging, entry.path)

@@ -248,6 +248,8 @@ class LocalDirectoryStorage:
             return []
         except NotADirectoryError:
             raise BackupError(f"backup path {self.location} is not a directory") from None
+        except OSError as exc:
+            raise BackupError(f"cannot read backup directory {self.location}: {exc.strerror}") from None
 
     def backup_ids(self) -> list[str]:
         """Names in the root that are backup ids (staging and deletion leftovers are not)."""
