@@ -15,10 +15,12 @@ decompresses past ``backup.max_restore_bytes`` are refused before anything is pu
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -228,12 +230,20 @@ def _fsync_tree(root: Path) -> None:
 
 
 def _publish(staging: Path, target: Path) -> None:
-    """Put the finished *staging* directory in place of *target* (see ``restore``)."""
+    """Put the finished *staging* directory in place of *target* (see ``restore``).
+
+    A missing or empty target is replaced by one rename. A non-empty one (``overwrite``)
+    is swapped with the staging directory in one step where the system can (Linux
+    ``renameat2(RENAME_EXCHANGE)``), so no moment exists without a complete target;
+    elsewhere the old target is renamed aside first and put back if the second rename fails.
+    """
     parent = target.parent
     if target.exists() and not any(target.iterdir()):
         target.rmdir()
     if not target.exists():
         os.rename(staging, target)
+    elif _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous target
     else:
         aside = parent / f".{target.name}.old-{secrets.token_hex(4)}"
         os.rename(target, aside)
@@ -248,3 +258,24 @@ def _publish(staging: Path, target: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically with Linux ``renameat2``; False where that is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False  # a libc without renameat2 (glibc < 2.28, musl)
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False  # kernel or file system without RENAME_EXCHANGE
+    raise OSError(code, os.strerror(code), str(second))

@@ -285,6 +285,7 @@ def test_restore_refuses_a_non_empty_target_unless_overwrite(
     recovery.restore(full_backup, target, overwrite=True)
     assert not (target / "stale.txt").exists()
     assert (target / "risk.json").exists()
+    assert sorted(os.listdir(tmp_path)) == ["backups", "live", "model.bin"]  # nothing left aside
 
 
 @pytest.mark.parametrize(
