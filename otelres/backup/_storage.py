@@ -19,6 +19,7 @@ fsyncs every file, writes the manifest last, fsyncs the directory, renames it to
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import stat
@@ -40,6 +41,7 @@ __all__ = [
     "UnsafeEntryError",
 ]
 
+_log = logging.getLogger("otelres.backup")
 _TMP_PREFIX = ".tmp-"
 _DEL_PREFIX = ".del-"
 
@@ -163,6 +165,7 @@ def _pid_alive(pid: int) -> bool:
 
 class _LocalStaged:
     """A backup being written into ``.tmp-<id>-<pid>`` under the root."""
+
     __slots__ = ("_done", "_final", "_root", "_tmp")
 
     def __init__(self, root: Path, backup_id: str) -> None:
@@ -204,7 +207,13 @@ class _LocalStaged:
                 raise BackupExistsError(f"backup {self._final.name!r} already exists") from None
             raise
         self._done = True
-        _fsync_dir(self._root)
+        try:
+            _fsync_dir(self._root)
+        except OSError as exc:
+            # The backup is complete and visible; only the durability of its name across a
+            # power cut is in doubt. Failing here would report a backup that exists as lost.
+            _log.warning("backup %s committed, but %s could not be synced: %s",
+                         self._final.name, self._root, exc.strerror)
 
     def abort(self) -> None:
         """Remove the staging directory and everything in it."""
