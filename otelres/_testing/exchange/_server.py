@@ -231,11 +231,17 @@ class ExchangeServer:
         self.stop_scenario()
         self._scenario_stop.clear()
 
+        def enter(phase: Phase) -> None:
+            self._phase = phase.name
+            self._faults.replace(phase.faults)
+
         def run() -> None:
-            while not self._scenario_stop.is_set():
+            first = True
+            while True:
                 for phase in plan:
-                    self._phase = phase.name
-                    self._faults.replace(phase.faults)
+                    if not first:
+                        enter(phase)
+                    first = False
                     if self._scenario_stop.wait(phase.duration):
                         return
                 if not loop:
@@ -243,6 +249,8 @@ class ExchangeServer:
             self._faults.clear()
             self._phase = None
 
+        # The first phase is in force when play() returns, not when the thread gets going.
+        enter(plan[0])
         self._scenario = threading.Thread(target=run, name="otelres-exchange-scenario",
                                           daemon=True)
         self._scenario.start()
@@ -250,7 +258,7 @@ class ExchangeServer:
     def stop_scenario(self) -> None:
         """End a scenario started by :meth:`play` and clear its faults."""
         thread, self._scenario = self._scenario, None
-        if thread is not None:
+        if thread is not None and thread.is_alive():
             self._scenario_stop.set()
             thread.join(timeout=5)
             self._faults.clear()
