@@ -312,3 +312,38 @@ async def test_the_rate_limit_holds_for_async_clients(
         await client.close()
     assert elapsed >= 0.3
     assert elapsed < 5.0
+
+
+# --------------------------------------------------------------------------- events on the call span
+def test_guard_events_land_on_the_call_span(
+    instrument: Any, fresh_exchange: ExchangeServer, telemetry: TelemetryCapture
+) -> None:
+    """A limiter wait and a breaker rejection are events on the span of the call they delayed."""
+    use_config(rate_limits={"kraken": 5}, rate_limit_burst_seconds=0.2,
+               circuit_breaker={"kraken": {"threshold": 1, "timeout_seconds": 30}},
+               retry={"max_attempts": 1})
+    instrument()
+    client = fresh_exchange.client("kraken")
+    client.load_markets()  # three requests: the bucket (one token) is now in debt
+    telemetry.clear()
+    client.fetch_time()
+    (waited,) = telemetry.spans("kraken fetch_time")
+    assert [e.name for e in waited.events] == ["otelres.limiter.wait"]
+    fresh_exchange.inject(Fault("http", status=503, venue="kraken", times=1))
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        client.fetch_time()
+    telemetry.clear()
+    with pytest.raises(CircuitBreakerOpenError):
+        client.fetch_time()
+    (rejected,) = telemetry.spans("kraken fetch_time")
+    assert "otelres.breaker.rejected" in [e.name for e in rejected.events]
+
+
+def test_load_markets_is_retried_like_any_read(
+    instrumented: Any, fresh_exchange: ExchangeServer
+) -> None:
+    """load_markets is idempotent: a 503 on AssetPairs is retried and the markets load."""
+    client = fresh_exchange.client("kraken")
+    fresh_exchange.inject(Fault("http", status=503, path="/0/public/AssetPairs", times=1))
+    assert "BTC/USD" in client.load_markets()
+    assert fresh_exchange.count(path="/0/public/AssetPairs") == 2
