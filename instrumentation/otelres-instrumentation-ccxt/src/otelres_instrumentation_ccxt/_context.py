@@ -16,16 +16,18 @@ class Call:
 
     Nested unified calls (``fetch_ticker`` calling ``load_markets``) see it and run
     untraced and unguarded; ``retry_after`` is the delay the exchange last asked for
-    (a ``Retry-After`` header), read by the retry policy.
+    (a ``Retry-After`` header), read by the retry policy; ``order`` is the state of a
+    ``create_order`` under safe order retry.
     """
 
-    __slots__ = ("exchange", "method", "retry_after", "span")
+    __slots__ = ("exchange", "method", "order", "retry_after", "span")
 
     def __init__(self, exchange: Any, method: str, span: Span) -> None:
         self.exchange = exchange
         self.method = method
         self.span = span
         self.retry_after: float | None = None
+        self.order: Any = None
 
 
 class HttpExchange:

@@ -75,10 +75,6 @@ class _OrderAttempt:
         self.found: dict[str, Any] | None = None
 
 
-_ATTEMPTS: dict[int, _OrderAttempt] = {}
-"""Order attempts in flight by id() of their Call (Call has fixed slots)."""
-
-
 class ExchangeGuard:
     """The breaker, retries and rate limiter of one exchange (see the module docstring)."""
 
@@ -161,15 +157,12 @@ class ExchangeGuard:
             return self.read_retry.call(fn, *lead, *args, **kwargs)
         if method in ORDER_METHODS and self.order_retry is not None:
             args, kwargs, attempt = _prepare_order(call, args, kwargs)
-            _ATTEMPTS[id(call)] = attempt
             try:
                 return self.order_retry.call(fn, *lead, *args, **kwargs)
             except Exception:
                 if attempt.found is not None:
                     return attempt.found
                 raise
-            finally:
-                _ATTEMPTS.pop(id(call), None)
         return fn(*lead, *args, **kwargs)
 
     async def run_async(self, call: Call, original: Callable[..., Awaitable[Any]],
@@ -186,15 +179,12 @@ class ExchangeGuard:
             return await self.read_retry.call_async(fn, *lead, *args, **kwargs)
         if method in ORDER_METHODS and self.order_retry is not None:
             args, kwargs, attempt = _prepare_order(call, args, kwargs)
-            _ATTEMPTS[id(call)] = attempt
             try:
                 return await self.order_retry.call_async(fn, *lead, *args, **kwargs)
             except Exception:
                 if attempt.found is not None:
                     return attempt.found
                 raise
-            finally:
-                _ATTEMPTS.pop(id(call), None)
         return await fn(*lead, *args, **kwargs)
 
 
@@ -238,6 +228,7 @@ def _prepare_order(
     bound["params"] = params
     bound.setdefault("price", None)
     attempt = _OrderAttempt(str(bound.get("symbol")), str(client_order_id))
+    call.order = attempt
     call.span.set_attribute("ccxt.client_order_id", attempt.client_order_id)
     return (), bound, attempt
 
@@ -306,8 +297,8 @@ def _order_absent(exc: BaseException) -> bool | Awaitable[bool]:
     A lookup that fails itself leaves the order's fate unknown, so nothing is resent.
     """
     call = CALL.get()
-    attempt = None if call is None else _ATTEMPTS.get(id(call))
-    if call is None or attempt is None:
+    attempt = None if call is None else call.order
+    if call is None or not isinstance(attempt, _OrderAttempt):
         return False
     exchange = call.exchange
     try:
