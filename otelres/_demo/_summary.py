@@ -77,6 +77,8 @@ def build_summary(
         "breakers": {
             name: {
                 "final_state": breakers[name]["state"] if name in breakers else None,
+                "calls": breakers[name]["calls"] if name in breakers else 0,
+                "rejected": breakers[name]["rejected"] if name in breakers else 0,
                 "transitions": [
                     {"from": a, "to": b, "count": n} for (a, b), n in sorted(pairs.items())
                 ],
@@ -102,8 +104,8 @@ def render_summary(summary: Mapping[str, Any]) -> list[str]:
         f"otelres demo finished after {summary['elapsed_seconds']:.1f} s "
         f"({' -> '.join(summary['phases'])})",
         "",
-        f"  calls         {calls['total']} ccxt calls: {calls['ok']} ok, {calls['failed']} failed "
-        f"after retries, {calls['rejected']} rejected by open breakers, "
+        f"  calls         the bot made {calls['total']} ccxt calls: {calls['ok']} ok, "
+        f"{calls['failed']} failed after retries, {calls['rejected']} rejected by open breakers, "
         f"{calls['limited']} by rate limiters; {calls['orders']} orders placed",
     ]
     attempts = retries["attempts"]
@@ -112,13 +114,11 @@ def render_summary(summary: Mapping[str, Any]) -> list[str]:
         f"  retries       {attempts_text}{retries['recovered']} calls recovered by a retry, "
         f"{retries['gave_up']} gave up"
     )
-    by_breaker = ", ".join(
-        f"{name} {summary['calls']['by_exchange'].get(name, {}).get('rejected', 0)}"
-        for name in summary["breakers"]
-    )
+    by_breaker = ", ".join(f"{name} {b['rejected']}" for name, b in summary["breakers"].items())
     lines.append(
-        f"  rejections    {rejections['breaker']} by breakers ({by_breaker}), "
-        f"{rejections['limiter']} by rate limiters; {rejections['limiter_waits']} calls waited for tokens"
+        f"  rejections    {rejections['breaker']} calls refused by open breakers ({by_breaker}; "
+        f"health probes included), {rejections['limiter']} by rate limiters; "
+        f"{rejections['limiter_waits']} calls waited for tokens"
     )
     first = True
     for name, breaker in summary["breakers"].items():

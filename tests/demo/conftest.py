@@ -23,9 +23,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(name="chromium", scope="session")
+@pytest.fixture(name="chromium")
 def _chromium() -> Iterator[Any]:
-    """A headless Debian Chromium (never a downloaded browser), shared by the session."""
+    """A headless Debian Chromium (never a downloaded browser), for one test.
+
+    Not shared wider: Playwright's sync API keeps an event loop running on this thread
+    while it is open, which would break later tests that call ``asyncio.run``.
+    """
     path = require_binary("chromium")
     if IN_CI:
         from playwright.sync_api import sync_playwright

@@ -8,7 +8,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,6 @@ class Boom(Exception):
 
 def fail() -> None:
     raise Boom("exchange down")
-
-
-def run_checks(checker: HealthChecker) -> None:
-    """Run the checks on a worker thread: Playwright's sync API keeps a loop running on this one."""
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(checker.run_sync).result(timeout=30)
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -105,8 +98,8 @@ def test_snapshot_reports_limiters_retries_health_and_backup(tmp_path: Path) -> 
         RateLimiterCheck(source=lambda: [limiter]),
         BackupFreshnessCheck(backups, interval_hours=1.0),
     ])
-    run_checks(checker)
-    run_checks(checker)
+    checker.run_sync()
+    checker.run_sync()
     doc = StatusCollector(checker, limiters=lambda: [limiter], retries=lambda: [retry]).snapshot()
     (shown_limiter,) = doc["limiters"]
     assert shown_limiter["capacity"] == 4
