@@ -1,6 +1,6 @@
 """The functions that replace ccxt's methods while instrumented.
 
-Four hooks cover ccxt's whole REST path, sync and async alike:
+A handful of hooks cover ccxt's whole REST path, sync and async alike:
 
 * every **unified method** (``fetch_ticker``, ``create_order``...): a CLIENT span
   ``"<exchange> <method>"``, the exchange's resilience guard, the duration histogram;
