@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from otelres.health import HealthChecker, HealthServer, HTTPRequest, HTTPResponse, StatusChange
     from otelres.resilience import BreakerTransition
 
-__all__ = ["Demo", "run"]
+__all__ = ["Demo", "missing_packages", "run"]
 
 # The market each exchange's bot trades.
 SYMBOLS = {"kraken": "BTC/USD", "binance": "BTC/USDT"}
@@ -44,6 +44,15 @@ def run(options: DemoOptions, out: IO[str] | None = None) -> int:
     from otelres.config import ConfigError
 
     stream = sys.stdout if out is None else out
+    missing = missing_packages()
+    if missing:
+        print(
+            f"error: otelres demo needs {', '.join(missing)}; install them with "
+            "pip install 'otelres[ccxt,prometheus]' otelres-instrumentation-ccxt "
+            "(make demo does)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         config = demo_config(options)
     except ConfigError as exc:
@@ -51,6 +60,31 @@ def run(options: DemoOptions, out: IO[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     return asyncio.run(Demo(config, options, stream).run())
+
+
+# Import name -> the distribution a user installs to get it.
+_NEEDS = {
+    "ccxt": "ccxt",
+    "aiohttp": "aiohttp",
+    "otelres_instrumentation_ccxt": "otelres-instrumentation-ccxt",
+    "opentelemetry.exporter.prometheus": "opentelemetry-exporter-prometheus",
+    "prometheus_client": "prometheus-client",
+}
+
+
+def missing_packages() -> list[str]:
+    """The distributions the demo needs that are not installed."""
+    import importlib.util
+
+    missing = []
+    for module, distribution in _NEEDS.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a parent package is missing
+            found = False
+        if not found:
+            missing.append(distribution)
+    return missing
 
 
 class _LogSink:
@@ -164,7 +198,8 @@ class Demo:
                     await client.load_markets()
                 return await self._play(exchange, clients, checker, collector, backups, server.url,
                                         memory)
-        except BaseException:
+        except Exception:
+            # The log lines the table kept aside explain what went wrong.
             for line in self.log_sink.lines:
                 print(line, file=sys.stderr)
             raise

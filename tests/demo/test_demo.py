@@ -5,9 +5,13 @@ Set ``OTELRES_SCREENSHOT=docs/status-page.png`` to keep the page's screenshot fr
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +27,8 @@ from typing import Any
 import pytest
 
 from otelres._demo._config import DemoOptions, demo_config, scaled_scenario
-from otelres._demo._display import View, render_table
+from otelres._demo._display import LiveTable, PlainLines, View, render_table, status_line
+from otelres._testing.exchange import BINANCE_CREDENTIALS, KRAKEN_CREDENTIALS
 from otelres.testing import OtlpHttpReceiver
 from tests.conftest import free_port
 from tests.demo.conftest import PageWatch
@@ -110,7 +115,8 @@ def _demo(tmp_path: Path) -> Iterator[DemoRun]:
 
 def test_demo_runs_the_story_serves_endpoints_and_page(demo: DemoRun, page: PageWatch, tmp_path: Path) -> None:
     """The demo serves /health, /metrics and a page that shows breakers opening and health going
-    RED, then recovering; it ends on its own with exit 0 and a summary of what happened."""
+    RED, then recovering; it ends on its own with exit 0 and a summary of what happened, and no
+    credential appears in anything it prints or serves."""
     wait_until_serving(demo)
     status, body = get(demo.url + "/health")
     assert status in (200, 503)
@@ -125,6 +131,7 @@ def test_demo_runs_the_story_serves_endpoints_and_page(demo: DemoRun, page: Page
     assert json.loads(body)["overall_status"] == "red"
     status, metrics = get(demo.url + "/metrics")
     assert status == 200
+    _, api_status = get(demo.url + "/api/status")
     assert b'otelres_breaker_state{breaker_name="kraken",breaker_state="open"' in metrics
     time.sleep(1.5)  # let a few transitions and red results gather in the history
     shot = tmp_path / "status-page.png"
@@ -151,6 +158,10 @@ def test_demo_runs_the_story_serves_endpoints_and_page(demo: DemoRun, page: Page
     assert summary["served"]["/metrics"] >= 1
     assert summary["served"]["/api/status"] >= 5
     text = demo.output
+    published = "\n".join([text, metrics.decode(), api_status.decode(), json.dumps(summary)])
+    for credentials in (KRAKEN_CREDENTIALS, BINANCE_CREDENTIALS):
+        for secret in (credentials.api_key, credentials.secret, credentials.password):
+            assert secret not in published
     assert "otelres demo finished after" in text
     assert "final health  GREEN" in text
     assert "breaker kraken: closed -> open" in text
@@ -236,3 +247,81 @@ def test_table_lines_without_colour_are_plain_text() -> None:
     assert "phase: 503 storm" in text
     coloured = "\n".join(render_table(view, colour=True))
     assert "\x1b[33mHALF-OPEN" in coloured
+
+
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C ends the demo with status 130 and releases its port at once."""
+    with start_demo(tmp_path, "--duration", "30") as run:
+        wait_until_serving(run)
+        run.process.send_signal(signal.SIGINT)
+        assert run.wait(20) == 130, run.output
+        with pytest.raises(OSError):
+            get(run.url + "/livez")
+    assert "Traceback" not in run.output
+    assert "WARNING" not in run.output  # the kept-aside log lines are for failures only
+
+
+def test_a_taken_port_falls_back_to_a_free_one_unless_asked_for(tmp_path: Path) -> None:
+    """Without --port a taken configured port gives way to a free one; an explicit --port does not."""
+    from otelres._demo._runner import Demo
+    from otelres.health import HealthChecker
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = demo_config(DemoOptions(), environ={})
+        config = dataclasses.replace(
+            config, health_checks=dataclasses.replace(config.health_checks, port=port)
+        )
+        checker = HealthChecker([], config=config)
+        server = Demo(config, DemoOptions(), io.StringIO())._server(checker)
+        try:
+            assert server.port not in (port, 0)
+        finally:
+            server.close()
+        with pytest.raises(OSError):
+            Demo(config, DemoOptions(port=port), io.StringIO())._server(checker)
+
+
+def test_live_table_redraws_in_place_and_plain_lines_are_throttled() -> None:
+    """The live table moves the cursor back over its last frame; plain status lines come at most every period."""
+    snapshot: dict[str, Any] = {"breakers": [], "limiters": [], "retries": [], "health": None}
+    view = View(1.0, 40.0, "healthy", 1, 5, "http://127.0.0.1:8080", snapshot, [])
+    out = io.StringIO()
+    table = LiveTable(out, colour=False)
+    table.update(view)
+    first = out.getvalue()
+    table.update(view)
+    second = out.getvalue()[len(first):]
+    height = len(render_table(view))
+    assert "\x1b[?25l" in first
+    assert "\x1b[" + str(height) + "F" not in first
+    assert second.startswith("\x1b[" + str(height) + "F")
+    table.close()
+    assert out.getvalue().endswith("\x1b[?25h\n")
+
+    plain = io.StringIO()
+    lines = PlainLines(plain, every=60.0)
+    lines.update(view)
+    lines.update(view)
+    lines.event(1.5, "phase: 503 storm")
+    assert plain.getvalue().splitlines() == [status_line(view), "[  1.5s] phase: 503 storm"]
+
+
+def test_missing_packages_are_named_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ccxt the demo stops at once, naming what to install, instead of failing half-way."""
+    import importlib.util
+
+    from otelres._demo import _runner
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ccxt" else real_find_spec(name, *a)
+    )
+    assert _runner.run(DemoOptions(duration=10.0)) == 1
+    err = capsys.readouterr().err
+    assert "needs ccxt;" in err
+    assert "pip install 'otelres[ccxt,prometheus]' otelres-instrumentation-ccxt" in err
