@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from otelres._testing.clock import FakeClock
-    from otelres._testing.exchange import ExchangeServer, Fault, Phase, exchange_client
+    from otelres._testing.exchange import (
+        DEMO_SCENARIO,
+        ExchangeServer,
+        Fault,
+        Phase,
+        exchange_client,
+    )
     from otelres._testing.otlp_receiver import OtlpHttpReceiver
     from otelres._testing.telemetry import TelemetryCapture, capture_telemetry
     from otelres.resilience._retry import no_backoff
 
 __all__ = [
+    "DEMO_SCENARIO",
     "ExchangeServer",
     "FakeClock",
     "Fault",
@@ -35,6 +42,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "DEMO_SCENARIO": "otelres._testing.exchange",
     "ExchangeServer": "otelres._testing.exchange",
     "Fault": "otelres._testing.exchange",
     "Phase": "otelres._testing.exchange",
