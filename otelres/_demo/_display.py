@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,20 +44,34 @@ def _cell(text: str, width: int, colour: str | None, enabled: bool) -> str:
     return _paint(text.ljust(width), colour, enabled)
 
 
-def render_table(view: View, *, colour: bool = False, events: int = 6) -> list[str]:
-    """The lines of one frame of the live table (without cursor movement)."""
+def render_table(view: View, *, colour: bool = False, events: int = 6, width: int = 120) -> list[str]:
+    """The lines of one frame of the live table (without cursor movement).
+
+    Sections come in order of importance (breakers, health, limiters, retries, the bot,
+    recent events), so a short terminal cuts the least useful ones. Free text (check
+    messages, events) is shortened to fit *width* columns.
+    """
     snap = view.snapshot
-    bold = "bold"
+    calm = view.phase in ("healthy", "recovery")
     lines = [
-        _paint("otelres demo", bold, colour)
+        _paint("otelres demo", "bold", colour)
         + f"  phase {view.phase_number}/{view.phases} "
-        + _paint(f"{view.phase:<12}", "yellow" if view.phase != "healthy" and view.phase != "recovery"
-                 else "green", colour)
-        + f"  {view.elapsed:5.1f} s of {view.duration:.0f} s   status page: {view.url}/",
-        "",
-        _paint(f"{'BREAKER':<10}{'STATE':<11}{'FAIL RATE':>10}{'CALLS':>8}{'FAILED':>8}"
-               f"{'REJECTED':>10}{'TRANSITIONS':>13}", "dim", colour),
+        + _paint(f"{view.phase:<12}", "green" if calm else "yellow", colour)
+        + f" {view.elapsed:5.1f} s of {view.duration:.0f} s   {view.url}/",
     ]
+    for section in (_breakers, _health, _limiters, _retries):
+        lines += ["", *section(snap, colour, width)]
+    lines += ["", *_bots(view.bots, colour)]
+    if view.events:
+        lines += ["", _paint("RECENT EVENTS", "dim", colour)]
+        for at, text in list(view.events)[-events:]:
+            lines.append(_shorten(f"  {at:5.1f} s  {text}", width))
+    return lines
+
+
+def _breakers(snap: dict[str, Any], colour: bool, width: int) -> list[str]:
+    lines = [_paint(f"{'BREAKER':<10}{'STATE':<11}{'FAIL RATE':>10}{'CALLS':>8}{'FAILED':>8}"
+                    f"{'REJECTED':>10}{'TRANSITIONS':>13}", "dim", colour)]
     for breaker in snap.get("breakers", []):
         state = str(breaker["state"]).replace("_", "-").upper()
         lines.append(
@@ -65,8 +80,32 @@ def render_table(view: View, *, colour: bool = False, events: int = 6) -> list[s
             + f"{breaker['failure_rate'] * 100:>9.0f}%{breaker['calls']:>8}{breaker['failures']:>8}"
             f"{breaker['rejected']:>10}{breaker['transition_count']:>13}"
         )
-    lines += ["", _paint(f"{'LIMITER':<10}{'TOKENS':>11}{'RATE/S':>10}{'GRANTED':>9}{'WAITED':>8}"
-                         f"{'REJECTED':>10}", "dim", colour)]
+    return lines
+
+
+def _health(snap: dict[str, Any], colour: bool, width: int) -> list[str]:
+    health = snap.get("health") or {}
+    overall = health.get("overall") or "unknown"
+    lines = [_paint("HEALTH", "dim", colour) + "    overall "
+             + _paint(overall.upper(), _STATUS_COLOUR.get(overall), colour)]
+    for check in health.get("checks", []):
+        status = check["status"] or "-"
+        recent = check["history"][-12:]
+        if colour:
+            trail = "".join(_paint("●", _STATUS_COLOUR.get(h["status"]), True) for h in recent)
+        else:
+            trail = "".join(h["status"][0].upper() for h in recent)
+        trail += " " * (12 - len(recent))  # pad by what shows: escape codes take no columns
+        lines.append(
+            f"  {check['name']:<18}" + _cell(status.upper(), 7, _STATUS_COLOUR.get(status), colour)
+            + f" {trail}  " + _shorten(check["message"], max(20, width - 43))
+        )
+    return lines
+
+
+def _limiters(snap: dict[str, Any], colour: bool, width: int) -> list[str]:
+    lines = [_paint(f"{'LIMITER':<10}{'TOKENS':>11}{'RATE/S':>10}{'GRANTED':>9}{'WAITED':>8}"
+                    f"{'REJECTED':>10}", "dim", colour)]
     for limiter in snap.get("limiters", []):
         available = limiter["available"]
         tokens = "?" if available is None else f"{max(0.0, available):.1f}/{limiter['capacity']:.0f}"
@@ -74,38 +113,30 @@ def render_table(view: View, *, colour: bool = False, events: int = 6) -> list[s
             f"{limiter['name']:<10}{tokens:>11}{limiter['rate']:>10.1f}"
             f"{limiter['acquired'] + limiter['waited']:>9}{limiter['waited']:>8}{limiter['rejected']:>10}"
         )
-    lines += ["", _paint(f"{'RETRY':<10}{'CALLS':>11}{'OK 1ST':>10}{'OK RETRIED':>12}{'FAILED':>8}",
-                         "dim", colour)]
+    return lines
+
+
+def _retries(snap: dict[str, Any], colour: bool, width: int) -> list[str]:
+    lines = [_paint(f"{'RETRY':<10}{'CALLS':>11}{'OK 1ST':>10}{'OK RETRIED':>12}{'FAILED':>8}",
+                    "dim", colour)]
     for retry in snap.get("retries", []):
         failed = retry["failed_with_retry"] + retry["failed_without_retry"]
         lines.append(
             f"{retry['name']:<10}{retry['calls']:>11}{retry['success_without_retry']:>10}"
             f"{retry['success_with_retry']:>12}{failed:>8}"
         )
-    lines += ["", _paint(f"{'BOT':<10}{'CALLS':>11}{'OK':>10}{'FAILED':>9}{'REJECTED':>10}"
-                         f"{'ORDERS':>8}{'LAST PRICE':>12}", "dim", colour)]
-    for bot in view.bots:
+    return lines
+
+
+def _bots(bots: Sequence[BotStats], colour: bool) -> list[str]:
+    lines = [_paint(f"{'BOT':<10}{'CALLS':>11}{'OK':>10}{'FAILED':>9}{'REJECTED':>10}"
+                    f"{'ORDERS':>8}{'LAST PRICE':>12}", "dim", colour)]
+    for bot in bots:
         price = "-" if bot.last_price is None else f"{bot.last_price:,.1f}"
         lines.append(
             f"{bot.exchange:<10}{bot.calls:>11}{bot.ok:>10}{bot.failed:>9}"
             f"{bot.rejected + bot.limited:>10}{bot.orders:>8}{price:>12}"
         )
-    health = snap.get("health") or {}
-    overall = health.get("overall") or "unknown"
-    lines += ["", _paint("HEALTH", "dim", colour) + "    overall "
-              + _paint(overall.upper(), _STATUS_COLOUR.get(overall), colour)]
-    for check in health.get("checks", []):
-        status = check["status"] or "-"
-        trail = "".join(_paint("●", _STATUS_COLOUR.get(h["status"]), colour)
-                        if colour else h["status"][0].upper() for h in check["history"][-12:])
-        lines.append(
-            f"  {check['name']:<18}" + _cell(status.upper(), 7, _STATUS_COLOUR.get(status), colour)
-            + f" {trail:<12}  " + _shorten(check["message"], 60)
-        )
-    if view.events:
-        lines += ["", _paint("RECENT EVENTS", "dim", colour)]
-        for at, text in list(view.events)[-events:]:
-            lines.append(f"  {at:5.1f} s  {text}")
     return lines
 
 
@@ -148,10 +179,14 @@ class LiveTable(Display):
         self.stream = stream
         self.colour = _colour_wanted(stream) if colour is None else colour
         self._height = 0
-        self.stream.write("\x1b[?25l")  # hide the cursor while redrawing
+        # Hide the cursor, and clip long lines instead of wrapping them: a wrapped line
+        # would take two rows and throw off the redraw.
+        self.stream.write("\x1b[?25l\x1b[?7l")
 
     def update(self, view: View) -> None:
-        lines = render_table(view, colour=self.colour)
+        size = shutil.get_terminal_size((120, 40))
+        # A frame taller than the terminal cannot be redrawn in place: cut the last sections.
+        lines = render_table(view, colour=self.colour, width=size.columns)[: max(1, size.lines - 1)]
         out = []
         if self._height:
             out.append(f"\x1b[{self._height}F")  # back to the first line of the last frame
@@ -165,7 +200,7 @@ class LiveTable(Display):
         """Events show in the table's RECENT EVENTS list."""
 
     def close(self) -> None:
-        self.stream.write("\x1b[?25h\n")
+        self.stream.write("\x1b[?7h\x1b[?25h\n")
         self.stream.flush()
 
 

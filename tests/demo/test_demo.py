@@ -295,11 +295,11 @@ def test_live_table_redraws_in_place_and_plain_lines_are_throttled() -> None:
     table.update(view)
     second = out.getvalue()[len(first):]
     height = len(render_table(view))
-    assert "\x1b[?25l" in first
+    assert "\x1b[?25l\x1b[?7l" in first  # no cursor, no line wrapping while drawing
     assert "\x1b[" + str(height) + "F" not in first
     assert second.startswith("\x1b[" + str(height) + "F")
     table.close()
-    assert out.getvalue().endswith("\x1b[?25h\n")
+    assert out.getvalue().endswith("\x1b[?7h\x1b[?25h\n")
 
     plain = io.StringIO()
     lines = PlainLines(plain, every=60.0)
