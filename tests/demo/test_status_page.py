@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from otelres.health import HealthChecker, HealthServer
+from otelres.health import HealthChecker, HealthServer, HTTPResponse
 from otelres.health.checks import BackupFreshnessCheck, CircuitBreakerCheck, RateLimiterCheck
 from otelres.resilience import CircuitBreaker, RateLimiter, Retry
 from otelres.status_page import SCHEMA_VERSION, StatusCollector, add_status_page
@@ -191,3 +191,35 @@ def test_chromium_shows_breaker_and_health_light_change(
     assert "closed → open" in transitions
     assert "half-open → closed" in transitions
     assert page.errors == []
+
+
+def test_names_and_title_are_shown_as_text_never_as_markup(page: PageWatch) -> None:
+    """A title or breaker name holding HTML is escaped in the page and rendered as plain text."""
+    sneaky = CircuitBreaker('<img src=x id="injected">', failure_threshold=1)
+    with HealthServer(HealthChecker([]), port=0, metrics=False) as server:
+        add_status_page(
+            server,
+            StatusCollector(server.checker, breakers=lambda: [sneaky], limiters=list),
+            title="<b>bot</b>",
+            refresh_seconds=0.25,
+        )
+        html = get(server.url + "/")[2].decode()
+        assert "<title>&lt;b&gt;bot&lt;/b&gt;</title>" in html
+        page.page.goto(server.url + "/")
+        card = wait_for(page, ".card.breaker")
+        assert card.query_selector(".name").inner_text() == sneaky.name
+        assert page.page.query_selector("#injected") is None
+    assert page.errors == []
+
+
+def test_chromium_says_when_the_service_stops_answering(page: PageWatch) -> None:
+    """When /api/status stops answering the page says so in a banner, and drops it once answers return."""
+    with HealthServer(HealthChecker([]), port=0, metrics=False) as server:
+        add_status_page(server, refresh_seconds=0.25)
+        page.page.goto(server.url + "/")
+        page.page.wait_for_function("document.getElementById('subtitle').textContent.includes('updated')")
+        server.add_route("/api/status", lambda request: HTTPResponse.text("overloaded\n", 503))
+        banner = page.page.wait_for_selector("#banner:not([hidden])", timeout=10_000)
+        assert "cannot reach the service (HTTP 503)" in banner.inner_text()
+        add_status_page(server, refresh_seconds=0.25)  # answering again
+        page.page.wait_for_selector("#banner[hidden]", state="attached", timeout=10_000)
