@@ -12,8 +12,9 @@ below are resolved on first access.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from otelres._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from otelres.config import Config, ConfigError, load_config
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "__version__": "otelres._version",
     "Config": "otelres.config",
     "ConfigError": "otelres.config",
     "load_config": "otelres.config",
@@ -80,18 +82,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from otelres._version import __version__
-
-        return __version__
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'otelres' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

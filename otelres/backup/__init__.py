@@ -17,8 +17,9 @@ Names are resolved on first access, so ``import otelres.backup`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from otelres._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from otelres.backup._errors import (
@@ -92,14 +93,4 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'otelres.backup' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"otelres.backup.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

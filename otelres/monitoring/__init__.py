@@ -23,8 +23,9 @@ Names are resolved on first access, so ``import otelres.monitoring`` loads nothi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from otelres._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from otelres.monitoring._alert_handlers import (
@@ -98,14 +99,4 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'otelres.monitoring' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"otelres.monitoring.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
