@@ -179,6 +179,7 @@ def test_demo_exports_over_otlp(tmp_path: Path) -> None:
         assert {"otelres.breaker.calls", "otelres.retry.attempts", "otelres.health.status",
                 "otelres.ccxt.call.duration"} <= receiver.metric_names()
         assert any(name.startswith("kraken ") for name in receiver.span_names())
+        assert any("closed -> open" in str(record.body) for record in receiver.log_records())
         assert receiver.resource_attributes()["service.name"] == "otelres-demo"
     assert "OTLP (http/protobuf)" in run.output
 
