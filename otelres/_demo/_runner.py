@@ -13,6 +13,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -22,9 +23,14 @@ from otelres._demo._display import Display, LiveTable, PlainLines, View
 from otelres._demo._summary import build_summary, metric_totals, render_summary
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from otelres._testing.exchange import ExchangeServer
+    from otelres.backup import BackupManager
     from otelres.config import Config
     from otelres.health import HealthChecker, HealthServer, HTTPRequest, HTTPResponse, StatusChange
     from otelres.resilience import BreakerTransition
+    from otelres.status_page import StatusCollector
 
 __all__ = ["Demo", "missing_packages", "run"]
 
@@ -102,6 +108,22 @@ class _LogSink:
 
     def flush(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What a running demo is made of, handed from set-up to :meth:`Demo._play`."""
+
+    exchange: ExchangeServer
+    clients: dict[str, Any]
+    """Async ccxt clients by exchange id."""
+    checker: HealthChecker
+    collector: StatusCollector
+    backups: BackupManager
+    url: str
+    """Base URL of the status page and probes."""
+    metrics: InMemoryMetricReader | None
+    """Reads the same metrics /metrics serves, for the summary."""
 
 
 class Demo:
@@ -196,8 +218,9 @@ class Demo:
                     stack.push_async_callback(client.close)
                     clients[name] = client
                     await client.load_markets()
-                return await self._play(exchange, clients, checker, collector, backups, server.url,
-                                        memory)
+                return await self._play(
+                    _Parts(exchange, clients, checker, collector, backups, server.url, memory)
+                )
         except Exception:
             # The log lines the table kept aside explain what went wrong.
             for line in self.log_sink.lines:
@@ -217,17 +240,11 @@ class Demo:
             telemetry.shutdown()
             shutil.rmtree(workdir, ignore_errors=True)
 
-    async def _play(
-        self,
-        exchange: Any,
-        clients: dict[str, Any],
-        checker: HealthChecker,
-        collector: Any,
-        backups: Any,
-        url: str,
-        memory: Any,
-    ) -> int:
+    async def _play(self, parts: _Parts) -> int:
+        """Play the scenario with the bot trading, show it, then summarise; returns 0."""
         from otelres.health import HealthRunner
+
+        exchange, checker, collector, url = parts.exchange, parts.checker, parts.collector, parts.url
 
         live = self.options.live if self.options.live is not None else _is_terminal(self.out)
         self._display = LiveTable(self.out) if live else PlainLines(self.out)
@@ -237,7 +254,7 @@ class Demo:
         runner.start()
         stop = asyncio.Event()
         bots = [
-            asyncio.create_task(trade(clients[bot.exchange], SYMBOLS[bot.exchange], bot, stop))
+            asyncio.create_task(trade(parts.clients[bot.exchange], SYMBOLS[bot.exchange], bot, stop))
             for bot in self.bots
         ]
         phase = None
@@ -255,7 +272,7 @@ class Demo:
                     blips += 1
                 if self.elapsed() >= next_backup:
                     next_backup += self.options.duration / 3
-                    await asyncio.to_thread(backups.create_backup, self._state(),
+                    await asyncio.to_thread(parts.backups.create_backup, self._state(),
                                             backup_type="demo")
                 self._display.update(self._view(url, collector.snapshot()))
                 await asyncio.sleep(FRAME_SECONDS)
@@ -271,8 +288,8 @@ class Demo:
         self._display.close()
         self._display = None
         retry_attempts = None
-        if memory is not None:
-            points = metric_totals(memory.get_metrics_data(), ["otelres.retry.attempts"])
+        if parts.metrics is not None:
+            points = metric_totals(parts.metrics.get_metrics_data(), ["otelres.retry.attempts"])
             retry_attempts = sum(value for _, value in points["otelres.retry.attempts"])
         summary = build_summary(
             elapsed=elapsed,
