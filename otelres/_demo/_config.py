@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from otelres.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
-    from otelres._testing.exchange import Phase
+    from otelres.testing import Phase
 
 __all__ = [
     "DEFAULT_DURATION",

@@ -25,7 +25,7 @@ from otelres._demo._summary import build_summary, metric_totals, render_summary
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from otelres._testing.exchange import ExchangeServer
+    from otelres.testing import ExchangeServer
     from otelres.backup import BackupManager
     from otelres.config import Config
     from otelres.health import HealthChecker, HealthServer, HTTPRequest, HTTPResponse, StatusChange
@@ -175,7 +175,7 @@ class Demo:
     async def run(self) -> int:
         from otelres_instrumentation_ccxt import CcxtInstrumentor
 
-        from otelres._testing.exchange import ExchangeServer, exchange_client
+        from otelres.testing import ExchangeServer, exchange_client
         from otelres.backup import BackupManager
         from otelres.status_page import StatusCollector, add_status_page
 
@@ -323,7 +323,7 @@ class Demo:
         One failure is what retries are for: the call succeeds on its next attempt and
         the breaker, which needs several failures in a row, stays closed.
         """
-        from otelres._testing.exchange import Fault
+        from otelres.testing import Fault
         from otelres.resilience import all_breakers
 
         if exchange.phase not in CALM_PHASES:

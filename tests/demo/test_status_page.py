@@ -75,6 +75,28 @@ def test_snapshot_reports_breaker_state_rate_and_transitions(breaker: CircuitBre
     assert doc["schema"] == SCHEMA_VERSION
 
 
+def test_failure_rate_is_recent_without_a_window(breaker: CircuitBreaker) -> None:
+    """Without a sliding window the failure rate covers the last rate_window seconds; close() stops recording."""
+    now = [1000.0]
+    collector = StatusCollector(breakers=lambda: [breaker], limiters=list, rate_window=10.0,
+                                clock=lambda: now[0])
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    assert collector.snapshot()["breakers"][0]["failure_rate"] == 1.0
+    for _ in range(3):
+        now[0] += 4.0
+        breaker.call(lambda: "ok")
+        collector.snapshot()
+    # The failure is more than 10 s old now: only the successes since are counted.
+    assert collector.snapshot()["breakers"][0]["failure_rate"] == 0.0
+    collector.close()  # stops listening: a later trip is not recorded
+    for _ in range(2):
+        with pytest.raises(Boom):
+            breaker.call(fail)
+    assert breaker.state.value == "open"
+    assert collector.transitions("pay") == []
+
+
 def test_snapshot_reports_limiters_retries_health_and_backup(tmp_path: Path) -> None:
     """Limiter tokens and waits, retry outcomes, health history and backup age are all in the document."""
     from otelres.backup import BackupManager
