@@ -25,12 +25,12 @@ from otelres._demo._summary import build_summary, metric_totals, render_summary
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from otelres.testing import ExchangeServer
     from otelres.backup import BackupManager
     from otelres.config import Config
     from otelres.health import HealthChecker, HealthServer, HTTPRequest, HTTPResponse, StatusChange
     from otelres.resilience import BreakerTransition
     from otelres.status_page import StatusCollector
+    from otelres.testing import ExchangeServer
 
 __all__ = ["Demo", "missing_packages", "run"]
 
@@ -175,9 +175,9 @@ class Demo:
     async def run(self) -> int:
         from otelres_instrumentation_ccxt import CcxtInstrumentor
 
-        from otelres.testing import ExchangeServer, exchange_client
         from otelres.backup import BackupManager
         from otelres.status_page import StatusCollector, add_status_page
+        from otelres.testing import ExchangeServer, exchange_client
 
         telemetry, memory = self._configure_telemetry()
         workdir = tempfile.mkdtemp(prefix="otelres-demo-")
@@ -323,8 +323,8 @@ class Demo:
         One failure is what retries are for: the call succeeds on its next attempt and
         the breaker, which needs several failures in a row, stays closed.
         """
-        from otelres.testing import Fault
         from otelres.resilience import all_breakers
+        from otelres.testing import Fault
 
         if exchange.phase not in CALM_PHASES:
             return
