@@ -108,7 +108,7 @@ def demo_config(options: DemoOptions, environ: Mapping[str, str] | None = None) 
 
 def scaled_scenario(duration: float) -> tuple[Phase, ...]:
     """:data:`~otelres.testing.DEMO_SCENARIO` stretched or compressed to last *duration* seconds."""
-    from otelres._testing.exchange import DEMO_SCENARIO, Phase
+    from otelres.testing import DEMO_SCENARIO, Phase
 
     total = sum(phase.duration for phase in DEMO_SCENARIO)
     scale = duration / total

@@ -16,7 +16,15 @@ document feeds ``otelres demo``'s terminal table. See docs/DEMO.md.
 
 from __future__ import annotations
 
-from otelres.status_page._collector import SCHEMA_VERSION, StatusCollector
-from otelres.status_page._routes import add_status_page
+from typing import TYPE_CHECKING
+
+from otelres._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from otelres.status_page._collector import SCHEMA_VERSION, StatusCollector
+    from otelres.status_page._routes import add_status_page
 
 __all__ = ["SCHEMA_VERSION", "StatusCollector", "add_status_page"]
+
+_LAZY = {"SCHEMA_VERSION": "_collector", "StatusCollector": "_collector", "add_status_page": "_routes"}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -245,3 +245,15 @@ def test_chromium_says_when_the_service_stops_answering(page: PageWatch) -> None
         assert "cannot reach the service (HTTP 503)" in banner.inner_text()
         add_status_page(server, refresh_seconds=0.25)  # answering again
         page.page.wait_for_selector("#banner[hidden]", state="attached", timeout=10_000)
+
+
+def test_public_face_exports_exactly_its_names() -> None:
+    """otelres.status_page exports a sorted __all__ whose every name resolves."""
+    import otelres.status_page as face
+
+    assert face.__all__ == sorted(face.__all__)
+    for name in face.__all__:
+        assert getattr(face, name) is not None
+    assert set(face.__all__) <= set(dir(face))
+    with pytest.raises(AttributeError):
+        face.not_a_name  # noqa: B018
