@@ -55,6 +55,13 @@ FAIL_MODES: tuple[FailMode, ...] = ("open", "closed")
 
 _log = logging.getLogger("otelres")
 
+# Constructor argument -> key of [resilience.redis], for errors about a configuration file.
+_SETTING_OF = {
+    "socket_timeout": "socket_timeout_seconds",
+    "connect_timeout": "connect_timeout_seconds",
+    "reconnect_interval": "reconnect_interval_seconds",
+}
+
 
 def count_of(counter: itertools.count[int]) -> int:
     """How many times ``next()`` was called on *counter* (read without advancing it)."""
@@ -73,11 +80,26 @@ class RedisUnavailableError(Exception):
 def _redact(url: str) -> str:
     """*url* without user and password, for logs and errors (``redis://host:port/db``)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    # From the netloc as written, not .hostname/.port: a URL with a bad port is redacted too.
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _check_url(url: str) -> None:
+    """Raise a ``ValueError`` starting with ``url`` when redis-py could not use *url* as meant.
+
+    redis-py finds a bad port only when the first client is built, and silently uses
+    database 0 for a path it cannot read (``/O`` typed for ``/0``): both are caught here.
+    """
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"url must start with redis://, rediss:// or unix://; got {_redact(url)!r}")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError(f"url has no valid port (1-65535): {_redact(url)!r}") from None
+    database = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if database and not database.isdigit():
+        raise ValueError(f"url must end with a database number (/0); got {_redact(url)!r}")
 
 
 class RedisConnection:
@@ -147,8 +169,8 @@ class RedisConnection:
             raise ValueError(f"state_cache_seconds must be >= 0; got {state_cache_seconds!r}")
         if not key_prefix or any(c.isspace() for c in key_prefix):
             raise ValueError(f"key_prefix must be a non-empty word without spaces; got {key_prefix!r}")
-        if client is None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"url must start with redis://, rediss:// or unix://; got {_redact(url)!r}")
+        if client is None:
+            _check_url(url)
         self.url = url
         self.key_prefix = key_prefix
         self.fail_mode: FailMode = fail_mode
@@ -185,17 +207,23 @@ class RedisConnection:
                     f"resilience.redis.password_env: the environment variable "
                     f"{settings.password_env!r} is not set (it should hold the Redis password)"
                 )
-        return cls(
-            settings.url,
-            key_prefix=settings.key_prefix,
-            fail_mode=settings.fail_mode,
-            socket_timeout=settings.socket_timeout_seconds,
-            connect_timeout=settings.connect_timeout_seconds,
-            reconnect_interval=settings.reconnect_interval_seconds,
-            state_cache_seconds=settings.state_cache_seconds,
-            password=password,
-            meter_provider=meter_provider,
-        )
+        try:
+            return cls(
+                settings.url,
+                key_prefix=settings.key_prefix,
+                fail_mode=settings.fail_mode,
+                socket_timeout=settings.socket_timeout_seconds,
+                connect_timeout=settings.connect_timeout_seconds,
+                reconnect_interval=settings.reconnect_interval_seconds,
+                state_cache_seconds=settings.state_cache_seconds,
+                password=password,
+                meter_provider=meter_provider,
+            )
+        except ValueError as exc:
+            # The constructor names its argument first ("url must ..."); say which key of
+            # [resilience.redis] that is, since the user wrote a file, not a call.
+            argument = str(exc).split(" ", 1)[0]
+            raise ValueError(f"resilience.redis.{_SETTING_OF.get(argument, argument)}: {exc}") from None
 
     # ------------------------------------------------------------------ clients
     @property

@@ -102,6 +102,25 @@ def test_bad_redis_settings_are_named() -> None:
         use_redis("http://user:pw@127.0.0.1:6379")
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://user:s3cret@127.0.0.1:6379/0", "must start with redis://"),
+        ("redis://:s3cret@127.0.0.1:63790000/0", "no valid port"),
+        ("redis://:s3cret@127.0.0.1:port/0", "no valid port"),
+        ("redis://:s3cret@127.0.0.1:6379/O", "database number"),
+    ],
+)
+def test_a_bad_url_in_the_configuration_names_the_key_and_hides_the_password(
+    url: str, problem: str
+) -> None:
+    """configure()'s use_redis() rejects a URL redis-py would refuse or misread, naming resilience.redis.url."""
+    config.set_current(config.config_from_dict({"resilience": {"redis": {"url": url}}}))
+    with pytest.raises(ValueError, match=rf"^resilience\.redis\.url: .*{problem}") as info:
+        use_redis()
+    assert "s3cret" not in str(info.value)
+
+
 def test_use_redis_contacts_nothing_and_an_absent_server_only_triggers_the_fail_mode() -> None:
     """Switching to a Redis nobody runs raises nothing; guarded calls then follow fail-open."""
     conn = use_redis(RedisConnection(f"redis://127.0.0.1:{free_port()}/0", fail_mode="open"))
