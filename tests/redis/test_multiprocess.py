@@ -6,9 +6,11 @@ import multiprocessing
 import time
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from otelres.resilience import BreakerState, RedisBreakerStorage, RedisConnection
 from tests.redis import workers
@@ -115,6 +117,36 @@ def test_a_breaker_opened_in_one_process_rejects_in_another_at_once(
     assert a.ask("fail", 1, 0.0) == ["failed"]  # the third one trips it
     assert b.ask("ok", 1, 0.0) == ["rejected:open"]
     assert a.ask("ok", 1, 0.0) == ["rejected:open"]
+
+
+def test_processes_configured_from_a_file_share_state_under_their_prefix_with_ttls(
+    redis_binary: str, tmp_path: Path, start_guards: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes switched by configure() and [resilience.redis] (password from the environment) share one breaker; every key is under the prefix and expires."""
+    server = RedisServer(redis_binary, tmp_path / "auth", password="pw-in-env-789")
+    server.start()
+    try:
+        monkeypatch.setenv("OTELRES_TEST_REDIS_PW", "pw-in-env-789")  # inherited by the workers
+        config_file = tmp_path / "config.toml"
+        config_file.write_text(
+            "[resilience.redis]\n"
+            "enabled = true\n"
+            f'url = "{server.url}"\n'
+            'password_env = "OTELRES_TEST_REDIS_PW"\n'
+            'key_prefix = "bots"\n'
+            'fail_mode = "closed"\n',
+            encoding="utf-8",
+        )
+        a, b = start_guards(server.url, 2, config=str(config_file), failure_threshold=2)
+        assert a.ask("fail", 2, 0.0) == ["failed", "failed"]
+        assert b.ask("ok", 1, 0.0) == ["rejected:open"]
+        client = redis.Redis.from_url(server.url, password="pw-in-env-789")
+        keys = sorted(key.decode() for key in client.scan_iter())
+        assert keys == ["bots:breaker:shared", "bots:bucket:shared"]
+        assert all(client.pttl(key) > 0 for key in keys)
+        client.close()
+    finally:
+        server.stop()
 
 
 def test_the_half_open_probe_limit_holds_across_processes(

@@ -69,6 +69,10 @@ def guard_worker(url: str, options: dict[str, Any], commands: Queue[Any], result
     * ``("loop", seconds)``: calls through the limiter and the breaker back to back for
       *seconds*; replies the outcome counts and the longest single call;
     * ``("stop",)``.
+
+    With ``options["config"]`` (the path of a ``config.toml``) the process switches to Redis
+    the way an application does, through ``otelres.configure()`` and ``[resilience.redis]``;
+    otherwise through ``use_redis()`` with a connection built from *url* and *options*.
     """
     from otelres.resilience import (
         CircuitBreaker,
@@ -79,14 +83,20 @@ def guard_worker(url: str, options: dict[str, Any], commands: Queue[Any], result
     )
     from otelres.resilience._redis_client import RedisConnection
 
-    conn = RedisConnection(
-        url,
-        fail_mode=options.get("fail_mode", "open"),
-        socket_timeout=options.get("socket_timeout", 0.25),
-        connect_timeout=options.get("socket_timeout", 0.25),
-        reconnect_interval=options.get("reconnect_interval", 0.5),
-    )
-    use_redis(conn)
+    conn: RedisConnection | None = None
+    if "config" in options:
+        import otelres
+
+        otelres.configure(options["config"])
+    else:
+        conn = RedisConnection(
+            url,
+            fail_mode=options.get("fail_mode", "open"),
+            socket_timeout=options.get("socket_timeout", 0.25),
+            connect_timeout=options.get("socket_timeout", 0.25),
+            reconnect_interval=options.get("reconnect_interval", 0.5),
+        )
+        use_redis(conn)
     breaker = CircuitBreaker(
         options.get("breaker", "shared"),
         failure_threshold=options.get("failure_threshold", 3),
@@ -119,7 +129,8 @@ def guard_worker(url: str, options: dict[str, Any], commands: Queue[Any], result
     while True:
         command = commands.get()
         if command[0] == "stop":
-            conn.close()
+            if conn is not None:
+                conn.close()
             return
         if command[0] in ("ok", "fail"):
             _, count, sleep = command
