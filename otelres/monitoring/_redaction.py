@@ -32,18 +32,31 @@ MASK = "***"
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "api_key",
     "apiKey",
+    "access_key",
     "secret",
+    "secret_key",
     "password",
     "passwd",
     "passphrase",
     "token",
     "signature",
+    "api_sign",
+    "access_sign",
     "authorization",
     "private_key",
     "cookie",
     "credentials",
+    "twofa",
+    "otp",
 )
-"""Key names whose values are always masked (``[monitoring] redact_keys`` adds to them)."""
+"""Key names whose values are always masked (``[monitoring] redact_keys`` adds to them).
+
+Besides the generic names, this covers the exchanges' own credential headers and fields:
+Kraken's ``API-Key`` / ``API-Sign`` / ``otp``, Binance's ``X-MBX-APIKEY``, Coinbase's
+``CB-ACCESS-KEY`` / ``CB-ACCESS-SIGN`` / ``CB-ACCESS-PASSPHRASE``, ccxt's ``apiKey`` /
+``secret`` / ``password`` / ``twofa`` / ``privateKey``, and ``SECRET_KEY`` /
+``aws_secret_access_key`` style settings.
+"""
 
 _MIN_SECRET_LENGTH = 4
 _MAX_DEPTH = 8
@@ -159,30 +172,54 @@ class Redactor:
         return self.value(value)
 
     def value(self, value: Any, depth: int = 0) -> Any:
-        """A JSON-safe copy of *value* with everything sensitive inside it masked."""
+        """A JSON-safe copy of *value* with everything sensitive inside it masked.
+
+        ``NaN`` and infinities become the strings ``"NaN"``, ``"Infinity"`` and
+        ``"-Infinity"`` (JSON has no such numbers: Loki's and jq's parsers reject a line
+        holding them); a ``(key, value)`` pair whose key names a secret, as in a list of
+        HTTP headers, has its value masked; a container that fails while being read becomes
+        ``<unprintable TypeName>`` instead of costing the whole line.
+        """
         kind = type(value)
         if kind is str:
             return self.text(value)
-        if kind is int or kind is float or kind is bool or value is None:
+        if kind is int or kind is bool or value is None:
             return value
+        if kind is float:
+            return value if value - value == 0.0 else _non_finite(value)
         if depth >= _MAX_DEPTH:
             return "<nested too deep>"
-        if isinstance(value, Mapping):
-            return {
-                str(k): MASK if self.is_sensitive(str(k)) else self.value(v, depth + 1)
-                for k, v in value.items()
-            }
-        if isinstance(value, (list, tuple, set, frozenset)):
-            return [self.value(v, depth + 1) for v in value]
+        try:
+            if isinstance(value, Mapping):
+                out = {}
+                for k, v in value.items():
+                    skey = k if type(k) is str else safe_str(k)
+                    out[skey] = MASK if self.is_sensitive(skey) else self.value(v, depth + 1)
+                return out
+            if isinstance(value, (list, tuple, set, frozenset)):
+                if isinstance(value, tuple) and len(value) == 2:  # (name, value), as in header lists
+                    name = value[0]
+                    if type(name) is str and self.is_sensitive(name):
+                        return [name, MASK]
+                return [self.value(v, depth + 1) for v in value]
+        except Exception:
+            return f"<unprintable {kind.__name__}>"
         if isinstance(value, str):  # a str subclass
             return self.text(str.__str__(value))
         if isinstance(value, (int, float)):
-            return value
+            return self.value(int(value) if isinstance(value, int) else float(value), depth)
         if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
             return value.isoformat()
         if isinstance(value, (bytes, bytearray)):
             return self.text(value.decode("utf-8", "backslashreplace"))
         return self.text(safe_str(value))
+
+
+def _non_finite(value: float) -> str:
+    """The JSON-safe spelling of a float that is not finite (as JavaScript writes them)."""
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def _mask_pair(match: re.Match[str]) -> str:

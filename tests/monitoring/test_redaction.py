@@ -148,3 +148,54 @@ def test_non_string_secret_is_refused() -> None:
     """register_secret names the argument when given something that is not a str."""
     with pytest.raises(TypeError, match="register_secret"):
         register_secret(12345)  # type: ignore[arg-type]
+
+
+EXCHANGE_HEADERS = {
+    "API-Key": "kr-key-0001",
+    "API-Sign": "kr-sign-0002",
+    "X-MBX-APIKEY": "bn-key-0003",
+    "CB-ACCESS-KEY": "cb-key-0004",
+    "CB-ACCESS-SIGN": "cb-sign-0005",
+    "CB-ACCESS-PASSPHRASE": "cb-pass-0006",
+    "Authorization": "Bearer cb-jwt-0007",
+}
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_exchange_credential_headers_are_masked_in_every_form(log_format: str, stream: io.StringIO) -> None:
+    """Kraken, Binance and Coinbase credential headers are masked as a dict, as its repr and in a traceback."""
+    setup_logging(MonitoringSettings(log_format=log_format), stream=stream)
+    log = get_logger("ccxt")
+    log.info("request", extra={"headers": EXCHANGE_HEADERS, "raw": list(EXCHANGE_HEADERS.items())})
+    log.info("request headers %s", EXCHANGE_HEADERS)
+    try:
+        raise TimeoutError(f"kraken POST /0/private/Balance timed out, headers {EXCHANGE_HEADERS}")
+    except TimeoutError:
+        log.exception("fetch_balance failed")
+    output = stream.getvalue()
+    for value in EXCHANGE_HEADERS.values():
+        assert value.split()[-1] not in output
+    assert "CB-ACCESS-SIGN" in output  # the keys stay readable
+
+
+@pytest.mark.parametrize(
+    "key", ["SECRET_KEY", "aws_secret_access_key", "twofa", "otp", "access_key", "apiSign"]
+)
+def test_settings_style_and_ccxt_credential_keys_are_masked(key: str) -> None:
+    """Django/AWS-style secret keys and ccxt's 2FA credential are masked by key and in text."""
+    redactor = Redactor()
+    assert redactor.field(key, "s3cr3t-value") == "***"
+    assert redactor.text(f"loaded {key}=s3cr3t-value") == f"loaded {key}=***"
+
+
+def test_otlp_attributes_mask_exchange_headers(stream: io.StringIO) -> None:
+    """Over OTLP, exchange credential headers in extra and in the message are masked too."""
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    get_logger("ccxt").info("sent %s", EXCHANGE_HEADERS, extra={"headers": EXCHANGE_HEADERS})
+    record = exporter.get_finished_logs()[0].log_record
+    exported = f"{record.body} {dict(record.attributes or {})}"
+    for value in EXCHANGE_HEADERS.values():
+        assert value.split()[-1] not in exported
