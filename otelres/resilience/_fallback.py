@@ -184,11 +184,21 @@ class Fallback:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """One guarded call; ``invoke(fn, args, kwargs)`` runs it (a Policy's inner layers)."""
+        """One guarded call; ``invoke(fn, args, kwargs)`` runs it (a Policy's inner layers).
+
+        Spans made below a fallback never turn ERROR: what fails there may still be answered.
+        """
+        inside = tel.INSIDE_GUARD.set(True)
         try:
             result = invoke(fn, args, kwargs)
         except Exception as exc:
-            return self._answer(exc, fn, args, kwargs)
+            failure: Exception | None = exc
+        else:
+            failure = None
+        finally:
+            tel.INSIDE_GUARD.reset(inside)
+        if failure is not None:
+            return self._answer(failure, fn, args, kwargs)
         if self._chain_keepers:
             self._remember(fn, args, kwargs, result)
         return result
@@ -201,10 +211,17 @@ class Fallback:
         kwargs: dict[str, Any],
     ) -> Any:
         """The async twin of :meth:`_run`."""
+        inside = tel.INSIDE_GUARD.set(True)
         try:
             result = await invoke(fn, args, kwargs)
         except Exception as exc:
-            return await self._answer_async(exc, fn, args, kwargs)
+            failure: Exception | None = exc
+        else:
+            failure = None
+        finally:
+            tel.INSIDE_GUARD.reset(inside)
+        if failure is not None:
+            return await self._answer_async(failure, fn, args, kwargs)
         if self._chain_keepers:
             self._remember(fn, args, kwargs, result)
         return result

@@ -135,6 +135,31 @@ class _NotAResult:
 
 
 _NO_RESULT: Any = _NotAResult()
+_SUCCEEDED = -1.0
+"""What the retry decision returns for an attempt that succeeded (waits are >= 0)."""
+
+
+def _once(
+    invoke: Invoke, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[BaseException | None, Any]:
+    """One attempt: ``(None, result)`` or ``(exception, _NO_RESULT)``."""
+    try:
+        return None, invoke(fn, args, kwargs)
+    except Exception as exc:
+        return exc, _NO_RESULT
+
+
+async def _once_async(
+    invoke: Callable[..., Awaitable[Any]],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[BaseException | None, Any]:
+    """The async twin of :func:`_once`."""
+    try:
+        return None, await invoke(fn, args, kwargs)
+    except Exception as exc:
+        return exc, _NO_RESULT
 
 
 def _install(meter: Meter, live: Callable[[], list[Retry]]) -> None:
@@ -455,27 +480,24 @@ class Retry:
         and runs here, in its own span like every other attempt.
         """
         attempt = 1
-        judged = not span_every_attempt
-        if span_every_attempt:
-            exc, result = self._attempt(invoke, fn, args, kwargs, attempt)
-        waited = 0.0
         previous = self.initial_delay
+        if span_every_attempt:
+            exc, result, delay = self._attempt(invoke, fn, args, kwargs, attempt, start, previous)
+        else:
+            delay = self._decide(attempt, exc, result, start, previous, judged=True)
+        waited = 0.0
         while True:
-            if not judged and exc is None and not self._result_rejected(result):
-                return self._succeeded(attempt, result)
-            judged = False
-            delay = self._next_delay(attempt, exc, start, previous)
-            if delay is not None and exc is not None and not self.idempotent:
-                delay = delay if self._safe_sync(exc) else None
             if delay is None:
                 return self._failed(attempt, exc, result)
+            if delay < 0:
+                return self._succeeded(attempt, result)
             self._before_retry(attempt, delay, waited, exc, result, args, kwargs)
             if delay > 0:
                 self._sleep(delay)
             waited += delay
             previous = max(delay, self.initial_delay)
             attempt += 1
-            exc, result = self._attempt(invoke, fn, args, kwargs, attempt)
+            exc, result, delay = self._attempt(invoke, fn, args, kwargs, attempt, start, previous)
 
     def _attempt(
         self,
@@ -484,16 +506,41 @@ class Retry:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         attempt: int,
-    ) -> tuple[BaseException | None, Any]:
-        """Run attempt number *attempt* in its own child span (unless spans are off)."""
+        start: float,
+        previous: float,
+    ) -> tuple[BaseException | None, Any, float | None]:
+        """Run attempt number *attempt* in its own child span (unless spans are off) and
+        decide what follows (see :meth:`_decide`) before that span ends: the span is ERROR
+        only when its exception is the one the caller gets."""
+        if (self._mode or _otel._span_mode) == "off":
+            exc, result = _once(invoke, fn, args, kwargs)
+            return exc, result, self._decide(attempt, exc, result, start, previous)
         attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}
-        try:
-            if (self._mode or _otel._span_mode) == "off":
-                return None, invoke(fn, args, kwargs)
-            with tel.guarded_span(self._tracer, "otelres.retry.attempt", attrs):
-                return None, invoke(fn, args, kwargs)
-        except Exception as exc:
-            return exc, _NO_RESULT
+        outermost = not tel.INSIDE_GUARD.get()
+        with tel.guarded_span(self._tracer, "otelres.retry.attempt", attrs) as span:
+            exc, result = _once(invoke, fn, args, kwargs)
+            delay = self._decide(attempt, exc, result, start, previous)
+            if exc is not None:
+                tel.record_error(span, exc, outermost and delay is None)
+        return exc, result, delay
+
+    def _decide(
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        result: Any,
+        start: float,
+        previous: float,
+        judged: bool = False,
+    ) -> float | None:
+        """After attempt *attempt*: -1.0 if it succeeded, None to give up, else the wait
+        before the next one. *judged*: the outcome is already known to be a failure."""
+        if not judged and exc is None and not self._result_rejected(result):
+            return _SUCCEEDED
+        delay = self._next_delay(attempt, exc, start, previous)
+        if delay is not None and exc is not None and not self.idempotent and not self._safe_sync(exc):
+            return None
+        return delay
 
     def _safe_sync(self, exc: BaseException) -> bool:
         """Whether a non-idempotent call may be sent again after *exc* (sync ``retry_safe``)."""
@@ -553,27 +600,28 @@ class Retry:
     ) -> Any:
         """The async twin of :meth:`_loop`; ``retry_safe`` may be awaited here."""
         attempt = 1
-        judged = not span_every_attempt
-        if span_every_attempt:
-            exc, result = await self._attempt_async(invoke, fn, args, kwargs, attempt)
-        waited = 0.0
         previous = self.initial_delay
+        if span_every_attempt:
+            exc, result, delay = await self._attempt_async(
+                invoke, fn, args, kwargs, attempt, start, previous
+            )
+        else:
+            delay = await self._decide_async(attempt, exc, result, start, previous, judged=True)
+        waited = 0.0
         while True:
-            if not judged and exc is None and not self._result_rejected(result):
-                return self._succeeded(attempt, result)
-            judged = False
-            delay = self._next_delay(attempt, exc, start, previous)
-            if delay is not None and exc is not None and not self.idempotent:
-                delay = delay if await self._safe_async(exc) else None
             if delay is None:
                 return self._failed(attempt, exc, result)
+            if delay < 0:
+                return self._succeeded(attempt, result)
             self._before_retry(attempt, delay, waited, exc, result, args, kwargs)
             if delay > 0:
                 await self._async_sleep(delay)
             waited += delay
             previous = max(delay, self.initial_delay)
             attempt += 1
-            exc, result = await self._attempt_async(invoke, fn, args, kwargs, attempt)
+            exc, result, delay = await self._attempt_async(
+                invoke, fn, args, kwargs, attempt, start, previous
+            )
 
     async def _attempt_async(
         self,
@@ -582,16 +630,43 @@ class Retry:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         attempt: int,
-    ) -> tuple[BaseException | None, Any]:
+        start: float,
+        previous: float,
+    ) -> tuple[BaseException | None, Any, float | None]:
         """The async twin of :meth:`_attempt`."""
+        if (self._mode or _otel._span_mode) == "off":
+            exc, result = await _once_async(invoke, fn, args, kwargs)
+            return exc, result, await self._decide_async(attempt, exc, result, start, previous)
         attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}
-        try:
-            if (self._mode or _otel._span_mode) == "off":
-                return None, await invoke(fn, args, kwargs)
-            with tel.guarded_span(self._tracer, "otelres.retry.attempt", attrs):
-                return None, await invoke(fn, args, kwargs)
-        except Exception as exc:
-            return exc, _NO_RESULT
+        outermost = not tel.INSIDE_GUARD.get()
+        with tel.guarded_span(self._tracer, "otelres.retry.attempt", attrs) as span:
+            exc, result = await _once_async(invoke, fn, args, kwargs)
+            delay = await self._decide_async(attempt, exc, result, start, previous)
+            if exc is not None:
+                tel.record_error(span, exc, outermost and delay is None)
+        return exc, result, delay
+
+    async def _decide_async(
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        result: Any,
+        start: float,
+        previous: float,
+        judged: bool = False,
+    ) -> float | None:
+        """The async twin of :meth:`_decide`: ``retry_safe`` may be awaited."""
+        if not judged and exc is None and not self._result_rejected(result):
+            return _SUCCEEDED
+        delay = self._next_delay(attempt, exc, start, previous)
+        if (
+            delay is not None
+            and exc is not None
+            and not self.idempotent
+            and not await self._safe_async(exc)
+        ):
+            return None
+        return delay
 
     async def _safe_async(self, exc: BaseException) -> bool:
         """Whether a non-idempotent call may be sent again after *exc*; awaits an async check."""

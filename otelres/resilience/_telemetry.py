@@ -55,6 +55,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context, trace
@@ -69,15 +70,22 @@ if TYPE_CHECKING:
     from otelres._otel import SpanMode
 
 __all__ = [
+    "INSIDE_GUARD",
     "add_event",
     "effective_mode",
     "error_type",
     "guarded_span",
     "mark_handled",
+    "record_error",
     "recording_span",
 ]
 
 _log = logging.getLogger("otelres")
+
+INSIDE_GUARD: ContextVar[bool] = ContextVar("otelres_inside_guard", default=False)
+"""True while an otelres span (or a fallback, which may answer for what fails below it)
+encloses the running code: an exception leaving an inner otelres span has not reached the
+caller yet, so that span gets ``error.type`` but not status ERROR."""
 
 
 def error_type(exc: BaseException) -> str:
@@ -136,17 +144,24 @@ def mark_handled(span: Span, exc: BaseException, event: str = "otelres.handled_e
 
 @contextmanager
 def guarded_span(
-    tracer: Tracer, name: str, attributes: Mapping[str, AttributeValue] | None = None
+    tracer: Tracer,
+    name: str,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    *,
+    error_status: bool = True,
 ) -> Iterator[Span]:
     """A span for one guarded call, current inside the block, ended on exit.
 
-    An ``Exception`` leaving the block sets ``error.type`` and status ERROR, since the
-    caller sees it; ``asyncio.CancelledError``, ``KeyboardInterrupt`` and ``SystemExit``
-    end the span with ``error.type`` set but no ERROR status (nothing failed). The
-    exception itself always propagates unchanged. Works for sync and async code alike (the
-    span is held in a context variable). If the tracer fails to start a span, the block runs
-    under a non-recording span.
+    An ``Exception`` leaving the block sets ``error.type``, and status ERROR when the caller
+    sees it: when *error_status* is true and no other otelres span or fallback encloses
+    this one (:data:`INSIDE_GUARD`), so a failed call shows exactly one red otelres span,
+    the outermost, and errors that a retry or fallback handled show none.
+    ``asyncio.CancelledError``, ``KeyboardInterrupt`` and ``SystemExit`` end the span with
+    ``error.type`` set but no ERROR status (nothing failed). The exception itself always
+    propagates unchanged. Works for sync and async code alike (the span is held in a context
+    variable). If the tracer fails to start a span, the block runs under a non-recording span.
     """
+    outermost = not INSIDE_GUARD.get()
     try:
         span = tracer.start_span(name, attributes=attributes)
     except Exception:
@@ -156,12 +171,14 @@ def guarded_span(
         token: Any = _attach(span)
     except Exception:  # pragma: no cover - a broken context implementation
         token = None
+    inside = INSIDE_GUARD.set(True)
     try:
         yield span
     except BaseException as exc:
-        _end_failed(span, exc)
+        _end_failed(span, exc, error_status and outermost)
         raise
     finally:
+        _leave_guard(inside)
         if token is not None:
             _detach(token)
         try:
@@ -170,10 +187,27 @@ def guarded_span(
             _log.debug("otelres: ending span %s failed", name, exc_info=True)
 
 
-def _end_failed(span: Span, exc: BaseException) -> None:
+def record_error(span: Span, exc: BaseException, error_status: bool) -> None:
+    """Set ``error.type`` of *exc* on *span*, and status ERROR when *error_status* is true.
+
+    For a guard that catches an exception inside its span (a retry attempt): pass whether
+    the caller sees it and no enclosing otelres span does (``not INSIDE_GUARD.get()`` read
+    before the span was entered). Never raises.
+    """
+    _end_failed(span, exc, error_status)
+
+
+def _leave_guard(token: Any) -> None:
+    try:
+        INSIDE_GUARD.reset(token)
+    except ValueError:  # pragma: no cover - left in another context (a manual __exit__)
+        INSIDE_GUARD.set(False)
+
+
+def _end_failed(span: Span, exc: BaseException, error_status: bool) -> None:
     try:
         span.set_attribute("error.type", error_type(exc))
-        if isinstance(exc, Exception):
+        if error_status and isinstance(exc, Exception):
             # The type only: exception messages (ccxt's carry signed URLs) may hold secrets.
             span.set_status(Status(StatusCode.ERROR, error_type(exc)))
     except Exception:
