@@ -169,9 +169,27 @@ class JsonLogFormatter(JsonFormatter):
                 out["exc_info"] = redactor.text(record.exc_text)
             if record.stack_info:
                 out["stack_info"] = redactor.text(_plain.formatStack(self, record.stack_info))
-            return self.serialize_log_record(out)
         except Exception as exc:
             return self.serialize_log_record(_failure_line(record, exc))
+        try:
+            return self.serialize_log_record(out)
+        except Exception:
+            return self.serialize_log_record(self._encodable(out))
+
+    def _encodable(self, out: dict[str, Any]) -> dict[str, Any]:
+        """*out* with each field the encoder refuses (an int of 5,000 digits) named instead.
+
+        Only a line that failed to serialize comes here, so the field-by-field retry costs
+        nothing on the usual path and the rest of the line is kept.
+        """
+        kept: dict[str, Any] = {}
+        for key, value in out.items():
+            try:
+                self._encode(value)
+            except Exception:
+                value = f"<unserializable {type(value).__name__}>"
+            kept[key] = value
+        return kept
 
 
 class TextLogFormatter(logging.Formatter):

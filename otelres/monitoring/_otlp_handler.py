@@ -53,13 +53,25 @@ def _severity(record: logging.LogRecord) -> tuple[SeverityNumber, str]:
     return SeverityNumber(number.value + offset), record.levelname
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
 def _attribute_value(value: Any) -> Any:
-    """An OTel-valid attribute value: a scalar, a homogeneous list of scalars, or a string."""
-    if isinstance(value, (str, bool, int, float)):
+    """An OTel-valid attribute value: a scalar, a homogeneous list of scalars, or a string.
+
+    Integers outside int64 become their decimal text: the SDK would drop them silently.
+    """
+    if isinstance(value, (str, bool, float)):
         return value
+    if isinstance(value, int):
+        return value if value in _INT64 else safe_str(value)
     if isinstance(value, Sequence) and value and not isinstance(value, (str, bytes)):
         first = type(value[0])
-        if first in (str, bool, int, float) and all(type(v) is first for v in value):
+        if (
+            first in (str, bool, int, float)
+            and all(type(v) is first for v in value)
+            and (first is not int or all(v in _INT64 for v in value))
+        ):
             return list(value)
     import json
 

@@ -177,3 +177,15 @@ def test_severity_follows_the_level(
     handler = OTelLogHandler(provider)
     handler.handle(logging.LogRecord("app", level, __file__, 1, "m", (), None))
     assert exporter.get_finished_logs()[0].log_record.severity_number == number
+
+
+def test_integers_beyond_int64_are_kept_as_text(
+    provider: LoggerProvider, exporter: InMemoryLogRecordExporter, stream: io.StringIO
+) -> None:
+    """An int the OTLP wire cannot carry (the SDK would drop it) leaves as its decimal text."""
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    get_logger("app").info("wei", extra={"balance": 2**70, "ids": [1, 2**64], "qty": 3})
+    attributes = dict(exporter.get_finished_logs()[0].log_record.attributes or {})
+    assert attributes["balance"] == str(2**70)
+    assert attributes["ids"] == f"[1, {2**64}]"
+    assert attributes["qty"] == 3
