@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["StructuredLogger", "get_logger", "setup_logging", "teardown_logging"]
 
 _MANAGED = "_otelres_managed"
+_ADOPTED = "_otelres_adopted_formatter"
 _lock = threading.RLock()
 _configured = False
 _loggers: dict[str, StructuredLogger] = {}
@@ -56,7 +57,10 @@ def setup_logging(
 
     Idempotent: calling it again reconfigures the handlers it installed before instead of
     adding more, so no line is ever written twice. Handlers the application installed
-    itself are left alone and keep receiving records; when one of them already exports to
+    itself keep receiving records; a plain ``StreamHandler`` of the application's that
+    already writes to *stream* (what ``logging.basicConfig()`` installs on stderr) gets
+    otelres' formatter instead of a second handler writing the same record again, and its
+    own formatter back from :func:`teardown_logging`. When one of them already exports to
     OpenTelemetry (the SDK's ``LoggingHandler``, ``LoggingInstrumentor``), no second OTLP
     handler is added and a warning says so. The root logger's level becomes ``log_level``.
     """
@@ -79,17 +83,27 @@ def setup_logging(
     with _lock:
         root = logging.getLogger()
         console, otlp = _managed_handlers(root)
+        moved = console is not None and stream is not None and console.stream is not stream
+        if moved and console is not None and _release(console):
+            console = None  # the adopted handler keeps writing where the application wants
         if console is None:
-            console = logging.StreamHandler(stream if stream is not None else sys.stderr)
-            setattr(console, _MANAGED, True)
-            console.setFormatter(formatter)
-            console.setLevel(level)
-            root.addHandler(console)
-        else:
-            console.setFormatter(formatter)
+            target = stream if stream is not None else sys.stderr
+            console = _application_writer(root, target)
+            if console is not None:
+                # The application already writes every record to this stream: formatting its
+                # lines instead of adding a second writer is what keeps them from doubling.
+                setattr(console, _ADOPTED, console.formatter)
+                setattr(console, _MANAGED, True)
+            else:
+                console = logging.StreamHandler(target)
+                setattr(console, _MANAGED, True)
+                console.setLevel(level)
+                root.addHandler(console)
+        elif not hasattr(console, _ADOPTED):
             console.setLevel(level)
             if stream is not None and console.stream is not stream:
                 console.setStream(stream)
+        console.setFormatter(formatter)
         if otlp is not None and (logger_provider is None or otlp.logger_provider is not logger_provider):
             root.removeHandler(otlp)
             otlp = None
@@ -118,7 +132,8 @@ def setup_logging(
 
 
 def teardown_logging() -> None:
-    """Remove the handlers :func:`setup_logging` installed (the application's own stay).
+    """Remove the handlers :func:`setup_logging` installed (the application's own stay,
+    with their own formatters back).
 
     The next :func:`get_logger` sets logging up again from the configuration.
     """
@@ -126,10 +141,37 @@ def teardown_logging() -> None:
     with _lock:
         root = logging.getLogger()
         for handler in list(root.handlers):
-            if getattr(handler, _MANAGED, False):
+            if getattr(handler, _MANAGED, False) and not _release(handler):
                 root.removeHandler(handler)
                 handler.close()
         _configured = False
+
+
+def _application_writer(root: logging.Logger, stream: IO[str]) -> logging.StreamHandler[Any] | None:
+    """A plain ``StreamHandler`` of the application's that already writes to *stream*.
+
+    ``logging.basicConfig()`` and most ``dictConfig`` setups (uvicorn's, Django's) install
+    exactly that on stderr; only the plain class qualifies, so a subclass with behaviour of
+    its own (pytest's capture, a colouring handler) is never taken over.
+    """
+    for handler in root.handlers:
+        if (
+            type(handler) is logging.StreamHandler
+            and not getattr(handler, _MANAGED, False)
+            and handler.stream is stream
+        ):
+            return handler
+    return None
+
+
+def _release(handler: logging.Handler) -> bool:
+    """Give an adopted application handler its own formatter back; False if it is otelres' own."""
+    if not hasattr(handler, _ADOPTED):
+        return False
+    handler.setFormatter(getattr(handler, _ADOPTED))
+    delattr(handler, _ADOPTED)
+    delattr(handler, _MANAGED)
+    return True
 
 
 def _managed_handlers(root: logging.Logger) -> tuple[logging.StreamHandler[Any] | None, Any]:

@@ -223,7 +223,7 @@ class Timer:
         self.elapsed = seconds
         attributes = self._attributes
         if exc_type is not None:
-            attributes = {**(attributes or {}), "error.type": exc_type.__qualname__}
+            attributes = {**(attributes or {}), "error.type": exc_type.__name__}
         try:
             self._histogram.record(seconds, attributes)
         except Exception:  # telemetry never breaks the measured code

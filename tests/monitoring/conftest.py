@@ -41,6 +41,21 @@ def _tracer() -> Any:
     return TracerProvider().get_tracer("tests")
 
 
+@pytest.fixture(name="seen")
+def _seen() -> Iterator[list[logging.LogRecord]]:
+    """The records a plain application handler on the root logger receives during the test."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    yield records
+    logging.getLogger().removeHandler(keep)
+
+
 def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
     """The JSON objects written to *stream*, one per line."""
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]

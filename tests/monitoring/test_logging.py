@@ -66,22 +66,13 @@ def test_no_trace_fields_without_an_active_span(stream: io.StringIO) -> None:
     assert not {"trace_id", "span_id", "trace_flags"} & set(line)
 
 
-def test_trace_fields_never_land_on_the_shared_record(stream: io.StringIO, tracer: Any) -> None:
+def test_trace_fields_never_land_on_the_shared_record(
+    stream: io.StringIO, tracer: Any, seen: list[logging.LogRecord]
+) -> None:
     """Other handlers see the record without trace fields: they are added by the formatter only."""
-    seen: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record)
-
-    keep = Keep()
-    logging.getLogger().addHandler(keep)
-    try:
-        setup_logging(MonitoringSettings(), stream=stream)
-        with tracer.start_as_current_span("s"):
-            get_logger("t").info("x")
-    finally:
-        logging.getLogger().removeHandler(keep)
+    setup_logging(MonitoringSettings(), stream=stream)
+    with tracer.start_as_current_span("s"):
+        get_logger("t").info("x")
     assert "trace_id" in json_lines(stream)[0]
     assert not any(hasattr(r, "trace_id") or hasattr(r, "span_id") for r in seen)
 
@@ -235,21 +226,12 @@ def test_exception_text_is_included(stream: io.StringIO) -> None:
     assert "ValueError: boom" in line["exc_info"]
 
 
-def test_caller_information_points_at_the_caller(stream: io.StringIO) -> None:
+def test_caller_information_points_at_the_caller(
+    stream: io.StringIO, seen: list[logging.LogRecord]
+) -> None:
     """Records made through get_logger name the calling function, not a logging wrapper."""
     setup_logging(MonitoringSettings(structured_logging=False), stream=stream)
-    seen: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record)
-
-    keep = Keep()
-    logging.getLogger().addHandler(keep)
-    try:
-        get_logger("t").info("where")
-    finally:
-        logging.getLogger().removeHandler(keep)
+    get_logger("t").info("where")
     assert seen[0].funcName == "test_caller_information_points_at_the_caller"
 
 
@@ -322,3 +304,70 @@ def test_concurrent_threads_each_log_their_own_trace_ids(stream: io.StringIO, tr
     lines = json_lines(stream)
     assert len(lines) == 400
     assert all(line["span_id"] == expected[line["worker"]] for line in lines)
+
+
+def test_basicconfig_on_the_same_stream_is_formatted_not_doubled(stream: io.StringIO) -> None:
+    """After logging.basicConfig on the same stream, setup_logging formats that handler's lines instead of adding a second writer, and teardown gives its formatter back."""
+    root = logging.getLogger()
+    app_handler = logging.StreamHandler(stream)
+    app_format = logging.Formatter("APP %(message)s")
+    app_handler.setFormatter(app_format)
+    root.addHandler(app_handler)
+    try:
+        setup_logging(MonitoringSettings(), stream=stream)
+        setup_logging(MonitoringSettings(), stream=stream)
+        get_logger("t").info("once")
+        assert [h for h in root.handlers if h.__class__ is logging.StreamHandler] == [app_handler]
+        teardown_logging()
+        assert app_handler in root.handlers
+        assert app_handler.formatter is app_format
+        get_logger("t").info("plain again")
+    finally:
+        root.removeHandler(app_handler)
+    (line,) = json_lines(io.StringIO(stream.getvalue().splitlines()[0]))
+    assert line["message"] == "once"
+    assert stream.getvalue().splitlines()[1:] == ["APP plain again"]
+
+
+def test_adopted_handler_is_released_when_another_stream_is_asked_for(stream: io.StringIO) -> None:
+    """Setting up again with another stream hands the adopted handler back and writes to the new stream."""
+    root = logging.getLogger()
+    app_stream = io.StringIO()
+    app_handler = logging.StreamHandler(app_stream)
+    root.addHandler(app_handler)
+    try:
+        setup_logging(MonitoringSettings(), stream=app_stream)
+        setup_logging(MonitoringSettings(), stream=stream)
+        get_logger("t").info("moved")
+    finally:
+        root.removeHandler(app_handler)
+    assert app_stream.getvalue() == "moved\n"
+    assert json_lines(stream)[0]["message"] == "moved"
+
+
+def test_a_failing_container_costs_only_its_own_field(stream: io.StringIO) -> None:
+    """A mapping that raises while read becomes one <unprintable> field; message and other fields stay."""
+
+    class Broken(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            raise RuntimeError("half-closed cursor")
+
+    setup_logging(MonitoringSettings(), stream=stream)
+    get_logger("t").info("kept", extra={"rows": Broken(a=1), "symbol": "BTC/USD"})
+    (line,) = json_lines(stream)
+    assert (line["message"], line["rows"], line["symbol"]) == ("kept", "<unprintable Broken>", "BTC/USD")
+
+
+def test_lines_stay_strict_json_whatever_the_numbers(stream: io.StringIO) -> None:
+    """NaN and infinities become strings and an int too long to encode is named, so every line parses as strict JSON."""
+    import json
+
+    setup_logging(MonitoringSettings(), stream=stream)
+    get_logger("t").info(
+        "numbers", extra={"pnl": float("nan"), "cap": float("-inf"), "huge": 10**5000, "qty": 2}
+    )
+    text = stream.getvalue()
+    line = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON {name}"))
+    assert (line["pnl"], line["cap"], line["qty"]) == ("NaN", "-Infinity", 2)
+    assert line["huge"] == "<unserializable int>"
+    assert line["message"] == "numbers"

@@ -161,3 +161,22 @@ def test_global_collector_follows_configuration_and_global_provider(telemetry: T
     _metrics._reset_collector()
     config.set_current(config.config_from_dict({"monitoring": {"metrics_enabled": False}}, environ={}))
     assert get_metrics_collector().enabled is False
+
+
+async def test_failing_async_calls_keep_their_attributes_and_the_class_name(
+    metrics: MetricsCollector, capture: TelemetryCapture
+) -> None:
+    """A decorated coroutine that raises records its attributes plus error.type = the class's plain name."""
+
+    class ExchangeDown(Exception):
+        pass
+
+    @metrics.timer("fetch.duration", {"exchange": "kraken"})
+    async def fetch() -> None:
+        await asyncio.sleep(0)
+        raise ExchangeDown
+
+    with pytest.raises(ExchangeDown):
+        await fetch()
+    (point,) = capture.points("fetch.duration")
+    assert point.attributes == {"exchange": "kraken", "error.type": "ExchangeDown"}
