@@ -57,12 +57,53 @@ class DemoRun:
     def summary(self) -> dict[str, Any]:
         return dict(json.loads(self.summary_path.read_text()))
 
+    def outside_contacts(self) -> list[str]:
+        """Connections and lookups beyond this machine the demo attempted (refused)."""
+        log = self.summary_path.parent / "network.log"
+        assert log.exists(), "the network audit hook was not installed in the demo"
+        return log.read_text().splitlines()
+
+
+# Installed in the demo's interpreter: every connection and name lookup that is not for this
+# machine is written to OTELRES_NETWORK_LOG and refused.
+_AUDIT = """
+import os, sys
+
+_log = os.environ["OTELRES_NETWORK_LOG"]
+_LOCAL = ("127.0.0.1", "::1", "localhost")
+
+
+def _audit(event, args):
+    if event == "socket.connect":
+        address = args[1]
+        host = address[0] if isinstance(address, tuple) else None
+    elif event == "socket.getaddrinfo":
+        host = args[0]
+    else:
+        return
+    if host is None or host in _LOCAL or (isinstance(host, bytes) and host.decode() in _LOCAL):
+        return
+    with open(_log, "a") as fh:
+        fh.write(f"{event} {host!r}\\n")
+    raise OSError(f"test: no network beyond this machine ({host!r})")
+
+
+sys.addaudithook(_audit)
+open(_log, "a").close()  # proves the hook is installed
+"""
+
 
 @contextmanager
 def start_demo(tmp_path: Path, *args: str) -> Iterator[DemoRun]:
-    """Start the demo in a subprocess (plain output, a free port), yield it, and never leak it."""
+    """Start the demo in a subprocess (plain output, a free port), yield it, and never leak it.
+
+    The subprocess refuses, and records in ``network.log``, any connection beyond 127.0.0.1.
+    """
     port = free_port()
     summary = tmp_path / "summary.json"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_AUDIT)
     process = subprocess.Popen(
         [sys.executable, "-m", "otelres", "demo", "--port", str(port), "--plain",
          "--summary-json", str(summary), *args],
@@ -70,7 +111,12 @@ def start_demo(tmp_path: Path, *args: str) -> Iterator[DemoRun]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "OTELRES_NETWORK_LOG": str(tmp_path / "network.log"),
+        },
     )
     run = DemoRun(process, f"http://127.0.0.1:{port}", summary)
     assert process.stdout is not None
@@ -115,8 +161,8 @@ def _demo(tmp_path: Path) -> Iterator[DemoRun]:
 
 def test_demo_runs_the_story_serves_endpoints_and_page(demo: DemoRun, page: PageWatch, tmp_path: Path) -> None:
     """The demo serves /health, /metrics and a page that shows breakers opening and health going
-    RED, then recovering; it ends on its own with exit 0 and a summary of what happened, and no
-    credential appears in anything it prints or serves."""
+    RED, then recovering; it ends on its own with exit 0 and a summary of what happened, contacts
+    nothing beyond 127.0.0.1, and no credential appears in anything it prints or serves."""
     wait_until_serving(demo)
     status, body = get(demo.url + "/health")
     assert status in (200, 503)
@@ -157,6 +203,7 @@ def test_demo_runs_the_story_serves_endpoints_and_page(demo: DemoRun, page: Page
     assert summary["served"]["/health"] >= 2
     assert summary["served"]["/metrics"] >= 1
     assert summary["served"]["/api/status"] >= 5
+    assert demo.outside_contacts() == []
     text = demo.output
     published = "\n".join([text, metrics.decode(), api_status.decode(), json.dumps(summary)])
     for credentials in (KRAKEN_CREDENTIALS, BINANCE_CREDENTIALS):
