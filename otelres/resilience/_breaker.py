@@ -15,7 +15,6 @@ and the closed-state success path is a state check, the call and a counter bump.
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 import logging
 import threading
@@ -33,6 +32,8 @@ from otelres.resilience._breaker_storage import (
     default_storage_factory,
 )
 from otelres.resilience._breaker_window import CountWindow, OutcomeWindow, TimeWindow
+from otelres.resilience._calls import check_decoratable
+from otelres.resilience._calls import is_async as _is_async
 from otelres.resilience._errors import CircuitBreakerOpenError
 
 if TYPE_CHECKING:
@@ -469,8 +470,13 @@ class CircuitBreaker:
     def __call__(self, fn: F) -> F:
         """Decorate *fn* (sync or ``async def``) so every call goes through the breaker.
 
-        The wrapper's ``breaker`` attribute is this breaker.
+        The wrapper's ``breaker`` attribute is this breaker. A ``staticmethod`` or
+        ``classmethod`` object stays one; generator functions are refused with a TypeError
+        (their failures happen after the call returned).
         """
+        if isinstance(fn, (staticmethod, classmethod)):
+            return type(fn)(self(fn.__func__))
+        check_decoratable(fn, self)
         if _is_async(fn):
             call_async = self.call_async
 
@@ -775,14 +781,6 @@ class CircuitBreaker:
             failure_rate if self._failure_rate_threshold is not None else -1.0,
             slow_rate if self._slow_call_duration is not None else -1.0,
         )
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    """Whether calling *fn* returns a coroutine (``async def``, partials of one, or an
-    object whose ``__call__`` is ``async def``)."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - the method itself, not callability
-    )
 
 
 class _Guard:

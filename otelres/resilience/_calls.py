@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["decorate", "direct", "direct_async"]
+__all__ = ["check_decoratable", "decorate", "direct", "direct_async", "is_async"]
 
 
 def direct(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -27,6 +27,39 @@ async def direct_async(
     return await fn(*args, **kwargs)
 
 
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling *fn* returns a coroutine (``async def``, partials of one, or an
+    object whose ``__call__`` is ``async def``)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - the method itself, not callability
+    )
+
+
+def check_decoratable(fn: object, guard: object) -> None:
+    """Raise a ``TypeError`` naming *guard* when *fn* cannot be guarded by a wrapper.
+
+    A generator function (sync or async) returns its generator at once and fails only while
+    someone iterates it, after the wrapper returned: a guard around it would count every call
+    a success and never see, retry or answer a failure, so it is refused rather than
+    silently ignored.
+    """
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise TypeError(
+            f"{_describe(guard)} cannot guard generator function {name}: its failures happen "
+            "while the caller iterates, after the guarded call returned. Guard a function that "
+            "consumes the generator (for example one returning a list) instead"
+        )
+    if not callable(fn):
+        raise TypeError(f"{_describe(guard)} can only decorate a function, got {fn!r}")
+
+
+def _describe(guard: object) -> str:
+    name = getattr(guard, "name", None)
+    kind = type(guard).__name__
+    return kind if name is None else f"{kind}({name!r})"
+
+
 def decorate(
     fn: Callable[..., Any],
     call: Callable[..., Any],
@@ -35,9 +68,14 @@ def decorate(
     """Wrap *fn* so each call goes through ``call`` (or ``call_async`` for ``async def``).
 
     The wrapper keeps *fn*'s name, docstring and signature (``functools.wraps``) and stays
-    a coroutine function when *fn* is one.
+    a coroutine function when *fn* is one. A ``staticmethod`` or ``classmethod`` object
+    (the guard written above the ``@staticmethod`` line) stays one, with its function
+    guarded. Generator functions are refused (see :func:`check_decoratable`).
     """
-    if inspect.iscoroutinefunction(fn):
+    if isinstance(fn, (staticmethod, classmethod)):
+        return type(fn)(decorate(fn.__func__, call, call_async))
+    check_decoratable(fn, getattr(call, "__self__", None))
+    if is_async(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
