@@ -229,6 +229,7 @@ def test_demo_exports_over_otlp(tmp_path: Path) -> None:
         assert any("closed -> open" in str(record.body) for record in receiver.log_records())
         assert receiver.resource_attributes()["service.name"] == "otelres-demo"
     assert "OTLP (http/protobuf)" in run.output
+    assert run.outside_contacts() == []
 
 
 def test_demo_rejects_a_too_short_duration() -> None:
