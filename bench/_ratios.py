@@ -1,4 +1,5 @@
-"""Side-by-side timing for the resilience benchmarks (bench_retry, bench_limiter, bench_policy).
+"""Side-by-side timing for the resilience benchmarks (bench_retry, bench_limiter, bench_policy)
+and the monitoring ones (bench_logging, bench_metrics).
 
 Every contender runs the same number of calls per round, the contenders take turns within
 each round in a rotating order (interleaved, so machine noise hits all of them alike; the

@@ -6,6 +6,8 @@ one argument and one ``extra`` field) while a span is active; the plain formatte
 for the same core fields (timestamp, level, logger, message). A second pair measures the whole
 ``logger.info(...)`` call through a handler writing to an in-memory stream.
 
+Rounds are interleaved with a rotating order and the collector off (``bench/_ratios.py``).
+
 Run: .venv/bin/python bench/bench_logging.py
 """
 
@@ -13,10 +15,8 @@ from __future__ import annotations
 
 import io
 import logging
-import statistics
-import time
-from collections.abc import Callable
 
+from _ratios import compare, sync_timer, verdict
 from opentelemetry.sdk.trace import TracerProvider
 from pythonjsonlogger.json import JsonFormatter
 
@@ -25,30 +25,18 @@ from otelres.monitoring import JsonLogFormatter, Redactor
 ROUNDS = 15
 CALLS = 5_000
 TARGET = 1.25
+BASELINE = "python-json-logger JsonFormatter"
 
 
-def _best_per_call(fn: Callable[[], object], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
-
-
-def compare(name: str, ours: Callable[[], object], theirs: Callable[[], object]) -> float:
-    """Interleave both for ROUNDS rounds; print and return the median ratio ours/theirs."""
-    ratios, ours_t, theirs_t = [], [], []
-    for _ in range(ROUNDS):
-        t = _best_per_call(theirs, CALLS)
-        o = _best_per_call(ours, CALLS)
-        ratios.append(o / t)
-        ours_t.append(o)
-        theirs_t.append(t)
-    ratio = statistics.median(ratios)
-    print(
-        f"{name:<46} otelres {statistics.median(ours_t) * 1e6:6.2f} us  "
-        f"python-json-logger {statistics.median(theirs_t) * 1e6:6.2f} us  ratio {ratio:.2f}x"
-    )
-    return ratio
+def _logger_for(formatter: logging.Formatter, name: str) -> logging.Logger:
+    """A logger writing through *formatter* to an in-memory stream, isolated from the root."""
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
 
 
 def main() -> int:
@@ -63,38 +51,37 @@ def main() -> int:
         assert '"trace_id"' in line, line
         print("otelres line:           ", line)
         print("python-json-logger line:", plain.format(record))
-        formatter_ratio = compare("format one record (span active)", lambda: ours.format(record),
-                                  lambda: plain.format(record))
         trace_fields = ours._trace_fields
 
         def ours_new_span() -> str:
             trace_fields._last = None  # as if every line came from another span
             return ours.format(record)
 
-        uncached_ratio = compare("format, IDs not cached (new span per line)", ours_new_span,
-                                 lambda: plain.format(record))
-
-        def logger_for(formatter: logging.Formatter, name: str) -> logging.Logger:
-            handler = logging.StreamHandler(io.StringIO())
-            handler.setFormatter(formatter)
-            logger = logging.getLogger(name)
-            logger.handlers[:] = [handler]
-            logger.propagate = False
-            logger.setLevel(logging.INFO)
-            return logger
-
-        ours_logger = logger_for(ours, "bench.ours")
-        plain_logger = logger_for(plain, "bench.plain")
+        formatted = compare(
+            "format one record (span active)",
+            {
+                BASELINE: sync_timer(lambda: plain.format(record), CALLS),
+                "otelres JsonLogFormatter": sync_timer(lambda: ours.format(record), CALLS),
+                "otelres, IDs not cached (new span per line)": sync_timer(ours_new_span, CALLS),
+            },
+            rounds=ROUNDS,
+        )
+        ours_logger = _logger_for(ours, "bench.ours")
+        plain_logger = _logger_for(plain, "bench.plain")
         extra = {"strategy": "ma_crossover"}
         compare(
             "logger.info(...) through a StreamHandler",
-            lambda: ours_logger.info("placed %s", "buy", extra=extra),
-            lambda: plain_logger.info("placed %s", "buy", extra=extra),
+            {
+                BASELINE: sync_timer(lambda: plain_logger.info("placed %s", "buy", extra=extra), CALLS),
+                "otelres JsonLogFormatter": sync_timer(
+                    lambda: ours_logger.info("placed %s", "buy", extra=extra), CALLS
+                ),
+            },
+            rounds=ROUNDS,
         )
-    worst = max(formatter_ratio, uncached_ratio)
-    verdict = "meets" if worst <= TARGET else "MISSES"
-    print(f"JSON line with trace IDs: {worst:.2f}x python-json-logger at worst ({verdict} <= {TARGET}x)")
-    return 0 if worst <= TARGET else 1
+    worst = max(formatted["otelres JsonLogFormatter"].ratio,
+                formatted["otelres, IDs not cached (new span per line)"].ratio)
+    return 0 if verdict("JSON line with trace IDs vs python-json-logger (worst)", worst, TARGET) else 1
 
 
 if __name__ == "__main__":

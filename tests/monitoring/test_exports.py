@@ -23,8 +23,7 @@ def test_importing_the_package_loads_no_sdk_and_no_json_logger() -> None:
         " 'smtplib', 'urllib.request'))]\n"
         "print(heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert _fresh_interpreter(code).stdout.strip() == "[]"
 
 
 def test_get_logger_and_the_facade_load_no_sdk() -> None:
@@ -36,6 +35,11 @@ def test_get_logger_and_the_facade_load_no_sdk() -> None:
         "get_metrics_collector().increment('ops')\n"
         "print([m for m in sys.modules if m.startswith('opentelemetry.sdk')])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = _fresh_interpreter(code)
     assert out.stdout.strip() == "[]"
     assert '"message": "hello"' in out.stderr
+
+
+def _fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
+    """Run *code* in a new interpreter (nothing imported yet) and return its output."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
