@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from otelres.health import _telemetry
 from otelres.health._check import CheckRegistry, HealthCheck, as_check, default_registry, load_check
 from otelres.health._model import HealthResult, HealthStatus
 from otelres.health._report import HealthReport
-from otelres.health._threads import in_daemon_thread
+from otelres.health._threads import CheckAborted, describe, in_daemon_thread, run_coroutine
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -254,7 +255,7 @@ class HealthChecker:
         timeout: float | None = None,
     ) -> HealthReport:
         """:meth:`run` for code without an event loop (it starts and closes one)."""
-        return asyncio.run(self.run(names, tags, exclude=exclude, timeout=timeout))
+        return run_coroutine(self.run(names, tags, exclude=exclude, timeout=timeout))
 
     @staticmethod
     def get_overall_status(
@@ -302,31 +303,34 @@ class HealthChecker:
     async def _execute(self, check: HealthCheck, state: _State, limit: float) -> HealthResult:
         """Run *check* once within *limit* seconds and turn whatever happens into a raw result.
 
-        Async checks become tasks and are cancelled at the limit. Sync checks get a daemon
-        thread each; one that outlives its limit is remembered as abandoned, and while it is
-        still stuck, further runs answer RED at once instead of piling up threads.
+        Async checks become tasks and are cancelled at the limit; sync checks get a daemon
+        thread each. A run that outlives its limit (a thread cannot be stopped; a task may
+        swallow its cancellation) is remembered as abandoned, and while it is still stuck,
+        further runs answer RED at once instead of piling up threads or tasks.
         """
         started = time.perf_counter()
         name = check.name
         token = object()
+        with self._lock:
+            stuck_since = min(state.abandoned.values(), default=None)
+            if stuck_since is None:
+                state.running.add(token)
+        if stuck_since is not None:
+            stuck = self._clock() - stuck_since
+            return HealthResult(
+                name, HealthStatus.RED,
+                f"timed out: still running since an earlier run ({stuck:.3g} s ago)",
+                error="TimeoutError",
+            )
+        release = functools.partial(self._release, state, token)
         try:
             future: asyncio.Future[Any]
             if check.is_async:
                 future = asyncio.ensure_future(_call_async(check))
+                future.add_done_callback(lambda _: release())
             else:
-                with self._lock:
-                    abandoned = min(state.abandoned.values(), default=None)
-                    if abandoned is None:
-                        state.running.add(token)
-                if abandoned is not None:
-                    stuck = self._clock() - abandoned
-                    return HealthResult(
-                        name, HealthStatus.RED,
-                        f"timed out: still running since an earlier run ({stuck:.3g} s ago)",
-                        error="TimeoutError",
-                    )
                 future = in_daemon_thread(
-                    lambda: self._call_sync(check, state, token), name=f"otelres-health-{name}"
+                    functools.partial(_call_sync, check, release), name=f"otelres-health-{name}"
                 )
             try:
                 done, _ = await asyncio.wait({future}, timeout=limit)
@@ -335,16 +339,15 @@ class HealthChecker:
                 raise
             if not done:
                 with self._lock:
-                    if token in state.running:  # the thread is stuck: start no other
+                    if token in state.running:  # still busy: start no other until it ends
                         state.abandoned[token] = self._clock() - (time.perf_counter() - started)
                 future.cancel()
                 future.add_done_callback(_consume)
-                return HealthResult(
-                    name, HealthStatus.RED, f"timed out after {limit:g} s",
-                    duration=time.perf_counter() - started, error="TimeoutError",
-                )
+                raise asyncio.TimeoutError
             try:
                 value = future.result()
+            except GeneratorExit as exc:  # raised by an async check (not at an await here)
+                raise CheckAborted(exc) from None
             except asyncio.CancelledError:
                 # Not our cancellation (that would have interrupted the wait above): the
                 # check cancelled itself, e.g. a client library's internal timeout.
@@ -353,7 +356,9 @@ class HealthChecker:
                     duration=time.perf_counter() - started, error="CancelledError",
                 )
             if inspect.isawaitable(value):  # a sync check that handed back a coroutine
-                value = await asyncio.wait_for(value, max(0.0, limit - (time.perf_counter() - started)))
+                value = await asyncio.wait_for(
+                    _call_async(value), max(0.0, limit - (time.perf_counter() - started))
+                )
             return _normalise(value, name, time.perf_counter() - started)
         except asyncio.TimeoutError:
             return HealthResult(
@@ -361,20 +366,17 @@ class HealthChecker:
                 duration=time.perf_counter() - started, error="TimeoutError",
             )
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = describe(exc)
             return HealthResult(
                 name, HealthStatus.RED, f"check raised {error}",
                 duration=time.perf_counter() - started, error=error,
             )
 
-    def _call_sync(self, check: HealthCheck, state: _State, token: object) -> Any:
-        """Worker-thread body of a sync check; always releases the run's bookkeeping."""
-        try:
-            return check.check()
-        finally:
-            with self._lock:
-                state.running.discard(token)
-                state.abandoned.pop(token, None)
+    def _release(self, state: _State, token: object) -> None:
+        """A run has ended (even long after its timeout): the check may start again."""
+        with self._lock:
+            state.running.discard(token)
+            state.abandoned.pop(token, None)
 
     def _record_duration(self, raw: HealthResult) -> None:
         """Record the raw run on the duration histogram; telemetry failures are swallowed."""
@@ -453,9 +455,34 @@ class HealthChecker:
         return f"<HealthChecker checks={[c.name for c in self.checks]}>"
 
 
-async def _call_async(check: HealthCheck) -> Any:
-    """Await an async check's coroutine (a wrapper so it can become a task)."""
-    return await check.check()  # type: ignore[misc]
+async def _call_async(check: HealthCheck | Awaitable[Any]) -> Any:
+    """Await an async check (or an awaitable a sync check returned), so it can become a task.
+
+    A non-``Exception`` it raises (``SystemExit``, a custom ``BaseException``) becomes
+    :class:`CheckAborted`, reported RED: left alone, asyncio would let it end the event
+    loop. Cancellation, and Ctrl-C on the main thread, pass through.
+    """
+    awaitable = check.check() if isinstance(check, HealthCheck) else check
+    try:
+        return await awaitable  # type: ignore[misc]
+    except (Exception, asyncio.CancelledError, GeneratorExit):
+        # GeneratorExit is also how a coroutine is closed: never turn that into a result
+        # (a check raising it is caught where the task's result is read).
+        raise
+    except KeyboardInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            raise
+        raise CheckAborted(KeyboardInterrupt()) from None
+    except BaseException as exc:
+        raise CheckAborted(exc) from None
+
+
+def _call_sync(check: HealthCheck, release: Callable[[], None]) -> Any:
+    """Worker-thread body of a sync check; always releases the run's bookkeeping."""
+    try:
+        return check.check()
+    finally:
+        release()
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

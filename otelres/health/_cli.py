@@ -116,6 +116,8 @@ def _watch_local(checker: HealthChecker, args: argparse.Namespace, out: IO[str])
     """
     import asyncio
 
+    from otelres.health._threads import run_coroutine
+
     last = [EXIT_USAGE]
 
     async def watch() -> None:
@@ -126,7 +128,7 @@ def _watch_local(checker: HealthChecker, args: argparse.Namespace, out: IO[str])
             await asyncio.sleep(args.watch)
 
     try:
-        asyncio.run(watch())
+        run_coroutine(watch())
     except KeyboardInterrupt:
         pass
     return last[0]

@@ -11,6 +11,7 @@ from typing import Any
 from otelres._otel import call_hook
 from otelres.health._checker import HealthChecker
 from otelres.health._report import HealthReport
+from otelres.health._threads import run_coroutine
 
 __all__ = ["HealthRunner"]
 
@@ -138,7 +139,7 @@ class HealthRunner:
             await self._run()
 
         try:
-            asyncio.run(main())
+            run_coroutine(main())
         finally:
             started.set()
 

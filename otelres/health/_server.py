@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from otelres.health._checker import HealthChecker
 from otelres.health._model import HealthResult, HealthStatus
 from otelres.health._report import HealthReport
+from otelres.health._threads import close_loop, new_loop
 
 __all__ = ["LIVENESS_TAG", "HTTPRequest", "HTTPResponse", "Handler", "HealthServer", "serve"]
 
@@ -201,7 +202,8 @@ class HealthServer:
             loop.call_soon_threadsafe(loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(5)
-            loop.close()
+            if not loop.is_running():  # else a check blocks it: leave it to the process exit
+                close_loop(loop)
 
     def __enter__(self) -> HealthServer:
         return self.start()
@@ -337,7 +339,7 @@ class HealthServer:
         if self._loop is not None:
             return self._loop
         if self._own_loop is None:
-            loop = asyncio.new_event_loop()
+            loop = new_loop()
             thread = threading.Thread(
                 target=loop.run_forever, name="otelres-health-loop", daemon=True
             )

@@ -23,6 +23,7 @@ from otelres.health._cli import render_table
 from tests.conftest import free_port
 
 CHECKS = """
+import asyncio
 import time
 from otelres.health import HealthResult, HealthStatus
 
@@ -37,6 +38,17 @@ def red():
 
 def hang():
     time.sleep(30)
+    return HealthStatus.GREEN
+
+async def stubborn():
+    while True:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass
+
+async def threaded():
+    await asyncio.to_thread(time.sleep, 30)
     return HealthStatus.GREEN
 """
 
@@ -307,3 +319,21 @@ def test_python_m_otelres_health_is_the_health_command(project: Callable[..., Pa
     )
     assert done.returncode == 2, done.stderr
     assert json.loads(done.stdout)["checks"]["red"]["message"] == "exchange down"
+
+
+def test_the_command_exits_promptly_past_hung_checks(project: Callable[..., Path], tmp_path: Path) -> None:
+    """A sync check that hangs, an async one that ignores cancellation and one hung in
+    asyncio.to_thread are RED at --timeout, and the process exits right after printing."""
+    project("green", "hang", "stubborn", "threaded")
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "otelres", "health", "--json", "--timeout", "0.5"], cwd=tmp_path,
+        env=_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert time.perf_counter() - started < 15
+    assert done.returncode == 2, done.stderr
+    checks = json.loads(done.stdout)["checks"]
+    assert {name: entry["message"] for name, entry in checks.items() if name != "green"} == dict.fromkeys(
+        ("hang", "stubborn", "threaded"), "timed out after 0.5 s"
+    )
+    assert "Task was destroyed" not in done.stderr
