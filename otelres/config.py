@@ -114,11 +114,17 @@ class TelemetrySettings:
     otlp_endpoint: str = ""
     """OTLP endpoint; empty means the protocol's default (localhost:4317 / :4318)."""
     otlp_protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    """OTLP transport (``OTEL_EXPORTER_OTLP_PROTOCOL`` wins; ``..._TRACES_PROTOCOL`` per signal)."""
     otlp_timeout_seconds: float = field(default=10.0, metadata=_check(gt=0))
+    """Time budget of one OTLP export, retries included (``OTEL_EXPORTER_OTLP_TIMEOUT`` wins)."""
+    shutdown_timeout_seconds: float = field(default=3.0, metadata=_check(gt=0))
+    """At most this long flushing at shutdown and interpreter exit; what is unsent then is dropped."""
     prometheus_host: str = "127.0.0.1"
+    """Address the ``/metrics`` endpoint binds."""
     prometheus_port: int = field(default=9464, metadata=_check(ge=0, le=65535))
     """Port of the ``/metrics`` endpoint; 0 picks a free port."""
     metric_export_interval_seconds: float = field(default=10.0, metadata=_check(gt=0))
+    """How often the console and OTLP metric exporters send (Prometheus is scraped instead)."""
     span_mode: Literal["off", "events", "always"] = "events"
     """``off``: metrics only; ``events``: policy events on the active span; ``always``: a span per call."""
     resource_attributes: Mapping[str, str] = field(default_factory=_empty_map)
@@ -409,6 +415,10 @@ def load_config(
                 data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{chosen}: not valid TOML: {exc}"]) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                [f"{chosen}: not valid TOML: not UTF-8 text (byte {exc.start}: {exc.reason})"]
+            ) from None
         except OSError as exc:
             raise ConfigError([f"{chosen}: cannot read: {exc.strerror}"]) from None
         source = str(chosen)
@@ -430,14 +440,30 @@ def config_from_dict(
     if isinstance(resilience, Mapping):
         prepared["resilience"] = _split_retry(resilience)
     telemetry = prepared.get("telemetry")
+    from_env: dict[str, str] = {}
     prepared["telemetry"] = _apply_otel_env(
-        dict(telemetry) if isinstance(telemetry, Mapping) else telemetry, env, where, problems
+        dict(telemetry) if isinstance(telemetry, Mapping) else telemetry, env, from_env, problems
     )
     config = _build(Config, prepared, "", where, problems, skip={"source"})
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([_blame(problem, where, from_env) for problem in problems])
     assert config is not None
     return dataclasses.replace(config, source=source)
+
+
+def _blame(problem: str, where: str, from_env: Mapping[str, str]) -> str:
+    """*problem* rewritten to name the environment variable when the bad value came from one.
+
+    ``OTEL_TRACES_EXPORTER=jaeger`` is not a mistake in the file, so its line reads
+    ``environment: OTEL_TRACES_EXPORTER: telemetry.traces_exporter[0]: expected ...``.
+    Problems of ``[resilience.retry.<name>]`` tables name the key as it is written in the file.
+    """
+    problem = problem.replace(f"{where}: resilience.retry_overrides.", f"{where}: resilience.retry.", 1)
+    for key, var in from_env.items():
+        head = f"{where}: telemetry.{key}"
+        if problem.startswith((f"{head}:", f"{head}[", f"{head}.")):
+            return f"environment: {var}: {problem[len(where) + 2:]}"
+    return problem
 
 
 def _split_retry(resilience: Mapping[str, Any]) -> dict[str, Any]:
@@ -458,9 +484,13 @@ _FALSE = {"false", "0", "no", "off", ""}
 
 
 def _apply_otel_env(
-    telemetry: Any, env: Mapping[str, str], where: str, problems: list[str]
+    telemetry: Any, env: Mapping[str, str], from_env: dict[str, str], problems: list[str]
 ) -> Any:
-    """Overlay the standard OTEL_* variables (and OTELRES_SPAN_MODE) on ``[telemetry]``."""
+    """Overlay the standard OTEL_* variables (and OTELRES_SPAN_MODE) on ``[telemetry]``.
+
+    Records in *from_env* which key each variable replaced, so a bad value is blamed on
+    the variable rather than on the file.
+    """
     if telemetry is not None and not isinstance(telemetry, dict):
         return telemetry  # reported as a type error by _build
     table: dict[str, Any] = dict(telemetry or {})
@@ -473,6 +503,7 @@ def _apply_otel_env(
     for var, key in simple.items():
         if env.get(var):
             table[key] = env[var].strip()
+            from_env[key] = var
     for var, key in (
         ("OTEL_TRACES_EXPORTER", "traces_exporter"),
         ("OTEL_METRICS_EXPORTER", "metrics_exporter"),
@@ -480,6 +511,7 @@ def _apply_otel_env(
     ):
         if env.get(var):
             table[key] = [part.strip() for part in env[var].split(",") if part.strip()]
+            from_env[key] = var
     disabled = env.get("OTEL_SDK_DISABLED")
     if disabled is not None:
         value = disabled.strip().lower()
@@ -500,6 +532,7 @@ def _apply_otel_env(
                 )
                 continue
             merged[key.strip()] = _unquote(value.strip())
+            from_env[f"resource_attributes.{key.strip()}"] = "OTEL_RESOURCE_ATTRIBUTES"
         table["resource_attributes"] = merged
     return table
 
@@ -533,7 +566,8 @@ def _build(
         dotted = f"{prefix}{key}"
         spec = fields.get(key)
         if spec is None:
-            problems.append(f"{where}: {dotted}: unknown key{_suggest(key, fields)}")
+            what = "key" if prefix else "section"
+            problems.append(f"{where}: {dotted}: unknown {what}{_suggest(key, fields, what)}")
             continue
         ok, value = _coerce(hints[key], raw, dotted, where, problems, spec.metadata.get("rules", {}))
         if ok:
@@ -630,9 +664,9 @@ def _range_text(rules: Mapping[str, Any]) -> str:
     return (" " + " and ".join(parts)) if parts else ""
 
 
-def _suggest(key: str, fields: Mapping[str, Any]) -> str:
+def _suggest(key: str, fields: Mapping[str, Any], what: str = "key") -> str:
     close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(fields))}"
+    return f"; did you mean {close[0]!r}?" if close else f"; valid {what}s: {', '.join(sorted(fields))}"
 
 
 def _describe(raw: Any) -> str:

@@ -120,7 +120,7 @@ BAD_INPUTS = [
     ({"resilience": {"circuit_breaker": {"kraken": {"treshold": 3}}}}, "resilience.circuit_breaker.kraken.treshold", "did you mean 'threshold'"),
     ({"resilience": {"circuit_breaker": {"kraken": {"failure_rate_threshold": 1.5}}}}, "resilience.circuit_breaker.kraken.failure_rate_threshold", "<= 1"),
     ({"resilience": {"retry": {"jitter": "fulll"}}}, "resilience.retry.jitter", "did you mean 'full'"),
-    ({"resilience": {"retry": {"kraken": {"max_attempts": 0}}}}, "resilience.retry_overrides.kraken.max_attempts", ">= 1"),
+    ({"resilience": {"retry": {"kraken": {"max_attempts": 0}}}}, "resilience.retry.kraken.max_attempts", ">= 1"),
     ({"resilience": {"redis": {"fail_mode": "maybe"}}}, "resilience.redis.fail_mode", "one of 'open', 'closed'"),
     ({"telemetry": {"traces_exporter": "zipkin"}}, "telemetry.traces_exporter[0]", "one of 'none', 'console', 'otlp', 'prometheus'"),
     ({"telemetry": {"otlp_protocol": "http"}}, "telemetry.otlp_protocol", "one of 'grpc', 'http/protobuf'"),
@@ -132,7 +132,7 @@ BAD_INPUTS = [
     ({"health_checks": {"interval_seconds": -5}}, "health_checks.interval_seconds", "> 0"),
     ({"backup": {"retention_days": 1.5}}, "backup.retention_days", "expected an integer"),
     ({"backup": "yes"}, "backup", "expected a table"),
-    ({"backups": {}}, "backups", "did you mean 'backup'"),
+    ({"backups": {}}, "backups", "unknown section; did you mean 'backup'"),
 ]
 
 
@@ -239,3 +239,50 @@ def test_printed_settings_never_show_a_redis_password() -> None:
     printed = config.to_dict()["resilience"]["redis"]["url"]
     assert printed == "redis://bot:***@10.0.0.5:6379/0"
     assert "hunter2" not in str(config.to_dict())
+
+
+def test_a_bad_environment_value_is_blamed_on_the_variable(tmp_path: Path) -> None:
+    """A bad value from OTEL_* names the variable, not the file, even when the file sets the same key."""
+    path = tmp_path / "bot.toml"
+    path.write_text('[telemetry]\ntraces_exporter = "console"\n[telemetry.resource_attributes]\nteam = 7\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"OTEL_TRACES_EXPORTER": "console,jaeger", "OTEL_RESOURCE_ATTRIBUTES": "region=eu"})
+    assert sorted(info.value.problems) == [
+        f"{path}: telemetry.resource_attributes.team: expected a string, got int 7",
+        "environment: OTEL_TRACES_EXPORTER: telemetry.traces_exporter[1]: expected one of "
+        "'none', 'console', 'otlp', 'prometheus', got str 'jaeger'",
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """A binary or mis-encoded file is reported as invalid TOML with its name, not a traceback."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[telemetry]\nservice_name = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.toml: not valid TOML: not UTF-8 text"):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such configuration file"),
+        ("[telemetry\n", "not valid TOML"),
+        ("[frobnicate]\nx = 1\n", "frobnicate: unknown section; valid sections: backup, health_checks"),
+        ('[resilience.retry.kraken]\nmax_atempts = 2\n', "resilience.retry.kraken.max_atempts: unknown key; did you mean 'max_attempts'?"),
+    ],
+    ids=["missing", "invalid-toml", "unknown-section", "retry-override-typo"],
+)
+def test_config_check_reports_broken_files(tmp_path: Path, content: str | None, expected: str) -> None:
+    """`otelres config check` on a missing, unparsable or misspelled file exits 2 with one line naming the file."""
+    path = tmp_path / "bot.toml"
+    if content is not None:
+        path.write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "otelres", "config", "check", str(path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {path}: ")
+    assert expected in line
+    assert result.stdout == ""
