@@ -35,20 +35,20 @@ check turns YELLOW.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from otelres import _otel
-from otelres.config import Config, TelemetrySettings, load_config, set_current
+from otelres.config import Config, ConfigError, TelemetrySettings, load_config, set_current
 
 if TYPE_CHECKING:
-    import os
-
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader
@@ -173,23 +173,34 @@ class Telemetry:
         return f"http://{host}:{port}/metrics"
 
     def force_flush(self, timeout_seconds: float = 10.0) -> bool:
-        """Export everything buffered now; True when every provider flushed in time."""
-        ok = True
-        millis = int(timeout_seconds * 1000)
-        for provider in self._providers():
-            try:
-                ok = bool(provider.force_flush(millis)) and ok
-            except Exception:
-                _log.exception("otelres: force_flush of %r failed", provider)
-                ok = False
-        return ok
+        """Export everything buffered now; True when every provider flushed in time.
 
-    def shutdown(self) -> None:
-        """Flush and stop every provider and server otelres set up (safe to call twice)."""
+        The providers flush side by side, so a collector that is down costs at most
+        *timeout_seconds* in all, not that much per signal.
+        """
+        millis = int(timeout_seconds * 1000)
+        calls = {
+            signal: (lambda p=provider: p.force_flush(millis))
+            for signal, provider in self._owned_providers()
+        }
+        return not _within(calls, timeout_seconds, "force_flush")
+
+    def shutdown(self, timeout_seconds: float | None = None) -> bool:
+        """Flush and stop every provider and server otelres set up (safe to call twice).
+
+        It takes at most *timeout_seconds* (default: ``[telemetry] shutdown_timeout_seconds``):
+        when the collector does not answer by then, what is still unsent is dropped and a
+        warning says so, rather than holding up the application or its exit. Returns True
+        when everything was flushed and stopped in time. Runs by itself at interpreter exit.
+        """
         global _active
         if self._shut:
-            return
+            return True
         self._shut = True
+        atexit.unregister(self._shutdown_at_exit)
+        budget = (
+            self.config.telemetry.shutdown_timeout_seconds if timeout_seconds is None else timeout_seconds
+        )
         if self.alerts is not None:
             self.alerts.stop()
         if self.logger_provider is not None and "logs" in self.owned:
@@ -198,11 +209,8 @@ class Telemetry:
             from otelres.monitoring import setup_logging
 
             setup_logging(self.config.monitoring, logger_provider=None)
-        for provider in self._providers():
-            try:
-                provider.shutdown()
-            except Exception:
-                _log.exception("otelres: shutdown of %r failed", provider)
+        calls = {signal: provider.shutdown for signal, provider in self._owned_providers()}
+        late = _within(calls, budget, "shutdown")
         for server in self._servers:
             try:
                 server.shutdown()
@@ -212,18 +220,61 @@ class Telemetry:
         with _configure_lock:
             if _active is self:
                 _active = None
+        return not late
 
-    def _providers(self) -> list[Any]:
+    def _shutdown_at_exit(self) -> None:
+        self.shutdown()
+
+    def _owned_providers(self) -> list[tuple[str, Any]]:
+        """``(signal, provider)`` for every provider otelres set up itself."""
         pairs = (
             ("traces", self.tracer_provider),
             ("metrics", self.meter_provider),
             ("logs", self.logger_provider),
         )
-        return [p for signal, p in pairs if p is not None and signal in self.owned]
+        return [(signal, p) for signal, p in pairs if p is not None and signal in self.owned]
+
+
+def _within(calls: Mapping[str, Callable[[], object]], timeout: float, what: str) -> list[str]:
+    """Run *calls* side by side in daemon threads, waiting at most *timeout* seconds in all.
+
+    Returns the names of the calls that failed, returned false, or had not finished in
+    time. Those still running are left to finish on their own (their exporters give up
+    after ``otlp_timeout_seconds``); being daemon threads they never hold up the exit.
+    """
+    results: dict[str, bool] = {}
+
+    def run(name: str, call: Callable[[], object]) -> None:
+        try:
+            outcome = call()
+            results[name] = outcome is None or bool(outcome)
+        except Exception:
+            _log.exception("otelres: %s of the %s failed", what, name)
+            results[name] = False
+
+    threads = [
+        threading.Thread(target=run, args=item, name=f"otelres-{what}", daemon=True)
+        for item in calls.items()
+    ]
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = [name for name in calls if name not in results]
+    if late:
+        _log.warning(
+            "otelres: telemetry %s (%s) did not finish within %.1f s (is the collector "
+            "reachable?); what was not exported by then is dropped",
+            what, ", ".join(late), timeout,
+        )
+    return late + [name for name, ok in results.items() if not ok]
 
 
 _active: Telemetry | None = None
-_configure_lock = threading.Lock()
+_configure_lock = threading.RLock()  # shutdown() of a half-built handle runs inside configure()
+_installed: list[Any] = []
+"""The providers otelres made global, which OpenTelemetry will not let anyone replace."""
 
 
 # --------------------------------------------------------------------------- configure
@@ -249,9 +300,18 @@ def configure(
     """
     global _active
     with _configure_lock:
-        if _active is not None and set_global:
-            return _active
         cfg = config if isinstance(config, Config) else load_config(config)
+        if _active is not None and set_global:
+            if cfg != _active.config:
+                warnings.warn(
+                    "otelres.configure(): telemetry is already configured "
+                    f"(from {_active.config.source or 'defaults'}); this call's configuration "
+                    f"(from {cfg.source or 'defaults'}) is ignored. Call shutdown() on the "
+                    "handle first to configure anew.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return _active
         set_current(cfg)
         _otel.set_span_mode(cfg.telemetry.span_mode)
         if cfg.resilience.redis.enabled:
@@ -275,70 +335,84 @@ def _build(
     metric_readers: Sequence[MetricReader],
     span_processors: Sequence[SpanProcessor],
 ) -> Telemetry:
+    """Build every provider first and install them only when all were built.
+
+    A failure half way (the Prometheus port is taken, an exporter is missing) stops what
+    was built and leaves the global providers untouched, so a corrected call can still
+    install them.
+    """
     from opentelemetry import metrics, trace
     from opentelemetry._logs import get_logger_provider, set_logger_provider
 
     resource = _resource(settings)
     handle = Telemetry(config=cfg)
-    owned: list[str] = []
-
-    if set_global and _app_owns(trace.get_tracer_provider(), "ProxyTracerProvider"):
-        _warn_foreign("tracer")
-    else:
-        handle.tracer_provider = _tracer_provider(settings, resource, span_processors)
-        owned.append("traces")
-        if set_global:
-            trace.set_tracer_provider(handle.tracer_provider)
-
-    if set_global and _app_owns(metrics.get_meter_provider(), "_ProxyMeterProvider"):
-        _warn_foreign("meter")
-    else:
-        readers = [*_metric_readers(settings, handle), *metric_readers]
-        if set_global and cfg.monitoring.alerts.enabled:
-            from otelres.monitoring import AlertManager
-
-            handle.alerts = AlertManager.from_config(cfg)
-            readers.append(handle.alerts.reader)
-        handle.meter_provider = _meter_provider(resource, readers)
-        owned.append("metrics")
-        if set_global:
-            metrics.set_meter_provider(handle.meter_provider)
-
     logs_on = [e for e in settings.logs_exporter if e != "none"]
-    if logs_on:
-        if set_global and _app_owns(get_logger_provider(), "ProxyLoggerProvider"):
-            _warn_foreign("logger")
-        else:
+    free = {
+        "traces": not set_global or _free(trace.get_tracer_provider(), "tracer"),
+        "metrics": not set_global or _free(metrics.get_meter_provider(), "meter"),
+        "logs": bool(logs_on) and (not set_global or _free(get_logger_provider(), "logger")),
+    }
+    try:
+        if free["traces"]:
+            handle.tracer_provider = _tracer_provider(settings, resource, span_processors)
+            handle.owned += ("traces",)
+        if free["metrics"]:
+            readers = [*_metric_readers(settings, handle), *metric_readers]
+            if set_global and cfg.monitoring.alerts.enabled:
+                from otelres.monitoring import AlertManager
+
+                handle.alerts = AlertManager.from_config(cfg)
+                readers.append(handle.alerts.reader)
+            handle.meter_provider = _meter_provider(resource, readers)
+            handle.owned += ("metrics",)
+        if free["logs"]:
             handle.logger_provider = _logger_provider(settings, resource, logs_on)
-            owned.append("logs")
-            if set_global:
-                set_logger_provider(handle.logger_provider)
-    handle.owned = tuple(owned)
+            handle.owned += ("logs",)
+    except BaseException:
+        handle.shutdown(timeout_seconds=1.0)
+        raise
+    atexit.register(handle._shutdown_at_exit)
+    if not set_global:
+        return handle
+
+    if handle.tracer_provider is not None:
+        trace.set_tracer_provider(handle.tracer_provider)
+    if handle.meter_provider is not None:
+        metrics.set_meter_provider(handle.meter_provider)
+    if handle.logger_provider is not None:
+        set_logger_provider(handle.logger_provider)
+    _installed.extend(provider for _, provider in handle._owned_providers())
     if handle.alerts is not None:
         handle.alerts.start()
+    from otelres.monitoring import setup_logging
 
-    if set_global:
-        from otelres.monitoring import setup_logging
-
-        setup_logging(
-            cfg.monitoring,
-            service_name=str(resource.attributes.get("service.name", settings.service_name)),
-            logger_provider=handle.logger_provider,
-        )
+    setup_logging(
+        cfg.monitoring,
+        service_name=str(resource.attributes.get("service.name", settings.service_name)),
+        logger_provider=handle.logger_provider,
+    )
     return handle
 
 
-def _app_owns(provider: Any, proxy_name: str) -> bool:
-    return type(provider).__name__ not in (proxy_name, proxy_name.lstrip("_"), "NoOpTracerProvider")
-
-
-def _warn_foreign(kind: str) -> None:
-    warnings.warn(
-        f"otelres.configure(): the application already set a global {kind} provider; "
-        "otelres leaves it in place and does not add its exporters to it",
-        RuntimeWarning,
-        stacklevel=4,
-    )
+def _free(provider: Any, kind: str) -> bool:
+    """Whether the global *kind* provider is still the API's placeholder; warns when not."""
+    if type(provider).__name__ in ("ProxyTracerProvider", "_ProxyMeterProvider",
+                                   "ProxyMeterProvider", "ProxyLoggerProvider",
+                                   "NoOpTracerProvider"):
+        return True
+    if any(provider is ours for ours in _installed):
+        reason = (
+            f"an earlier otelres.configure() installed the global {kind} provider, and "
+            "OpenTelemetry lets a process set it only once; after shutdown() it cannot be "
+            "replaced, so this signal stays off"
+        )
+    else:
+        reason = (
+            f"the application already set a global {kind} provider; otelres leaves it in "
+            "place and does not add its exporters to it"
+        )
+    warnings.warn(f"otelres.configure(): {reason}", RuntimeWarning, stacklevel=4)
+    return False
 
 
 def _resource(settings: TelemetrySettings) -> Resource:
@@ -362,16 +436,6 @@ def _resource(settings: TelemetrySettings) -> Resource:
     return Resource.create(attributes)
 
 
-def _otlp_endpoint(settings: TelemetrySettings, path: str) -> str | None:
-    """The OTLP endpoint for one signal; None lets the exporter read its OTEL_* variables."""
-    base = settings.otlp_endpoint.rstrip("/")
-    if not base:
-        return None
-    if settings.otlp_protocol == "http/protobuf":
-        return f"{base}/{path}"
-    return base
-
-
 def _tracer_provider(
     settings: TelemetrySettings, resource: Resource, extra: Sequence[SpanProcessor]
 ) -> TracerProvider:
@@ -382,7 +446,7 @@ def _tracer_provider(
         SpanExporter,
     )
 
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for name in settings.traces_exporter:
         if name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -405,7 +469,11 @@ def _tracer_provider(
 def _metric_readers(settings: TelemetrySettings, handle: Telemetry) -> list[MetricReader]:
     from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 
-    interval = int(settings.metric_export_interval_seconds * 1000)
+    # OTEL_METRIC_EXPORT_INTERVAL (read by the reader when given None) wins over the file.
+    interval = (
+        None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL")
+        else int(settings.metric_export_interval_seconds * 1000)
+    )
     readers: list[MetricReader] = []
     for name in settings.metrics_exporter:
         if name == "console":
@@ -430,8 +498,18 @@ def _prometheus_reader(settings: TelemetrySettings, handle: Telemetry) -> Metric
             "[telemetry] metrics_exporter = 'prometheus' needs the prometheus extra: "
             "pip install 'otelres[prometheus]'"
         ) from exc
+    try:
+        server, _thread = start_http_server(settings.prometheus_port, addr=settings.prometheus_host)
+    except OSError as exc:
+        where = handle.config.source or "<config>"
+        raise ConfigError(
+            [
+                f"{where}: telemetry.prometheus_port: cannot serve /metrics on "
+                f"{settings.prometheus_host}:{settings.prometheus_port}: {exc.strerror or exc}; "
+                "choose a free port (0 picks one)"
+            ]
+        ) from exc
     reader = PrometheusMetricReader()
-    server, _thread = start_http_server(settings.prometheus_port, addr=settings.prometheus_host)
     handle._servers.append(server)
     host, port = server.server_address[:2]
     handle.prometheus_address = (str(host), int(port))
@@ -441,7 +519,7 @@ def _prometheus_reader(settings: TelemetrySettings, handle: Telemetry) -> Metric
 def _meter_provider(resource: Resource, readers: Sequence[MetricReader]) -> MeterProvider:
     from opentelemetry.sdk.metrics import MeterProvider
 
-    return MeterProvider(resource=resource, metric_readers=list(readers))
+    return MeterProvider(resource=resource, metric_readers=list(readers), shutdown_on_exit=False)
 
 
 def _logger_provider(
@@ -454,7 +532,7 @@ def _logger_provider(
         SimpleLogRecordProcessor,
     )
 
-    provider = LoggerProvider(resource=resource)
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     for name in exporters:
         if name == "console":
             from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
@@ -472,12 +550,44 @@ def _logger_provider(
     return provider
 
 
+_SIGNAL_ENV = {"trace": "TRACES", "metric": "METRICS", "log": "LOGS"}
+_SIGNAL_PATH = {"trace": "v1/traces", "metric": "v1/metrics", "log": "v1/logs"}
+
+
+def _otlp_options(
+    signal: str, settings: TelemetrySettings, environ: Mapping[str, str]
+) -> tuple[str, str | None, float | None]:
+    """``(protocol, endpoint, timeout)`` of the OTLP exporter for *signal*.
+
+    The standard precedence: a signal-specific variable (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``,
+    ``..._PROTOCOL``, ``..._TIMEOUT``) beats the generic one, which beats ``[telemetry]``.
+    None leaves a value to the exporter, which reads those variables itself (and the
+    headers, certificates and compression, which otelres never overrides). A generic
+    ``otlp_endpoint`` gets the signal's path appended for OTLP/HTTP, as the specification
+    says; a signal-specific endpoint is used as it is.
+    """
+    upper = _SIGNAL_ENV[signal]
+    protocol = environ.get(f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL", "").strip() or settings.otlp_protocol
+    if protocol not in ("grpc", "http/protobuf"):
+        raise ConfigError(
+            [
+                f"environment: OTEL_EXPORTER_OTLP_{upper}_PROTOCOL: expected one of 'grpc', "
+                f"'http/protobuf', got {protocol!r}"
+            ]
+        )
+    endpoint: str | None = None
+    base = settings.otlp_endpoint.rstrip("/")
+    if base and not environ.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"):
+        endpoint = f"{base}/{_SIGNAL_PATH[signal]}" if protocol == "http/protobuf" else base
+    timeout_env = ("OTEL_EXPORTER_OTLP_TIMEOUT", f"OTEL_EXPORTER_OTLP_{upper}_TIMEOUT")
+    timeout = None if any(environ.get(v) for v in timeout_env) else settings.otlp_timeout_seconds
+    return protocol, endpoint, timeout
+
+
 def _otlp_exporter(signal: str, settings: TelemetrySettings) -> Any:
-    """An OTLP exporter for *signal* (``trace``, ``metric``, ``log``) per protocol and endpoint."""
-    path = {"trace": "v1/traces", "metric": "v1/metrics", "log": "v1/logs"}[signal]
-    endpoint = _otlp_endpoint(settings, path)
-    timeout = settings.otlp_timeout_seconds
-    if settings.otlp_protocol == "http/protobuf":
+    """An OTLP exporter for *signal* (``trace``, ``metric``, ``log``); see :func:`_otlp_options`."""
+    protocol, endpoint, timeout = _otlp_options(signal, settings, os.environ)
+    if protocol == "http/protobuf":
         if signal == "trace":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

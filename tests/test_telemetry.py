@@ -316,3 +316,181 @@ def test_redis_enabled_in_config_moves_breaker_state_to_redis(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["RedisBreakerStorage", "42"]
+
+
+@pytest.mark.integration
+def test_exit_with_the_collector_down_is_bounded(tmp_path: Path) -> None:
+    """With every signal exporting over gRPC to a dead port, the process exits within shutdown_timeout_seconds, saying so."""
+    config = tmp_path / "config.toml"
+    config.write_text("[telemetry]\nshutdown_timeout_seconds = 1.0\n")  # otlp_timeout_seconds stays 10
+    result = _run(
+        """
+        import logging, time, otelres
+        from otelres import _otel
+        otelres.configure()
+        with _otel.get_tracer().start_as_current_span("unsent"):
+            _otel.get_meter().create_counter("otelres.test.unsent").add(1)
+        logging.getLogger("bot").warning("unsent")
+        print("START", time.time())
+        """,
+        OTELRES_CONFIG=str(config),
+        OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+    )
+    import time
+
+    exit_took = time.time() - float(result.stdout.split()[-1])
+    assert result.returncode == 0, result.stderr
+    assert exit_took < 6.0, f"exit took {exit_took:.1f} s"  # unbounded, it took ~14 s
+    assert "did not finish within 1.0 s" in result.stderr
+
+
+@pytest.mark.integration
+def test_exit_flushes_what_is_buffered_without_an_explicit_shutdown() -> None:
+    """An application that never calls shutdown() still delivers its last spans, metrics and logs at exit."""
+    with OtlpHttpReceiver() as receiver:
+        result = _run(
+            """
+            import logging, otelres
+            from otelres import _otel
+            otelres.configure()
+            with _otel.get_tracer().start_as_current_span("last words"):
+                _otel.get_meter().create_counter("otelres.test.last").add(1)
+                logging.getLogger("bot").warning("goodbye")
+            """,
+            OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_METRIC_EXPORT_INTERVAL="600000",
+        )
+        assert result.returncode == 0, result.stderr
+    assert receiver.span_names() == ["last words"]
+    assert "otelres.test.last" in receiver.metric_names()
+    assert [r.body.string_value for r in receiver.log_records()] == ["goodbye"]
+
+
+def test_shutdown_is_bounded_and_safe_to_repeat() -> None:
+    """shutdown() with a dead collector returns False within its timeout, and a second call returns at once."""
+    import time
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    handle = configure(
+        _config(traces_exporter="otlp", metrics_exporter="otlp", otlp_endpoint=dead, otlp_timeout_seconds=2),
+        set_global=False,
+    )
+    _emit(handle)
+    start = time.monotonic()
+    assert handle.shutdown(timeout_seconds=0.5) is False
+    assert time.monotonic() - start < 3.0
+    start = time.monotonic()
+    assert handle.shutdown() is True
+    assert time.monotonic() - start < 0.1
+
+
+def test_prometheus_port_in_use_names_the_key_and_installs_nothing() -> None:
+    """A taken Prometheus port is a ConfigError naming telemetry.prometheus_port; no global provider is left half set up."""
+    result = _run(
+        """
+        import socket
+        from opentelemetry import trace
+        import otelres
+        from otelres.config import ConfigError, config_from_dict
+        taken = socket.socket(); taken.bind(("127.0.0.1", 0)); taken.listen()
+        port = taken.getsockname()[1]
+        settings = {"traces_exporter": "console", "metrics_exporter": "prometheus"}
+        try:
+            otelres.configure(config_from_dict({"telemetry": {**settings, "prometheus_port": port}}, source="bot.toml"))
+        except ConfigError as exc:
+            print("ERROR", exc)
+        assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+        t = otelres.configure(config_from_dict({"telemetry": {**settings, "prometheus_port": 0}}))
+        assert trace.get_tracer_provider() is t.tracer_provider and t.prometheus_url
+        t.shutdown()
+        print("RECOVERED")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ERROR bot.toml: telemetry.prometheus_port: cannot serve /metrics on 127.0.0.1:" in result.stdout
+    assert "already in use" in result.stdout
+    assert "RECOVERED" in result.stdout
+
+
+def test_second_configure_with_another_config_warns_and_keeps_the_first() -> None:
+    """configure() again with a different configuration warns that it is ignored; after shutdown the warning says why nothing can be installed."""
+    result = _run(
+        """
+        import warnings
+        import otelres
+        from otelres.config import config_from_dict
+        warnings.simplefilter("error")
+        first = otelres.configure(config_from_dict({"telemetry": {"service_name": "a"}}))
+        assert otelres.configure(config_from_dict({"telemetry": {"service_name": "a"}})) is first
+        try:
+            otelres.configure(config_from_dict({"telemetry": {"service_name": "b"}}))
+        except RuntimeWarning as w:
+            print("SECOND", w)
+        first.shutdown()
+        warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) as caught:
+            third = otelres.configure(config_from_dict({"telemetry": {"service_name": "c"}}))
+        assert third is not first and third.owned == ()
+        print("THIRD", caught[0].message)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SECOND otelres.configure(): telemetry is already configured" in result.stdout
+    assert "Call shutdown() on the handle first" in result.stdout
+    assert "THIRD otelres.configure(): an earlier otelres.configure() installed the global tracer provider" in result.stdout
+
+
+@pytest.mark.integration
+def test_signal_specific_otlp_variables_and_headers_reach_the_exporters() -> None:
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT beats the file's endpoint for traces only, and OTEL_EXPORTER_OTLP_HEADERS are sent."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    with OtlpHttpReceiver() as traces, OtlpHttpReceiver() as metrics:
+        config = Path(tempfile.mkdtemp()) / "config.toml"
+        config.write_text(
+            f'[telemetry]\ntraces_exporter = "otlp"\nmetrics_exporter = "otlp"\n'
+            f'otlp_protocol = "grpc"\notlp_endpoint = "{dead}"\n'
+        )
+        result = _run(
+            """
+            import otelres
+            from otelres import _otel
+            t = otelres.configure()
+            with _otel.get_tracer().start_as_current_span("routed"):
+                _otel.get_meter().create_counter("otelres.test.routed").add(1)
+            assert t.shutdown(timeout_seconds=10)
+            """,
+            OTELRES_CONFIG=str(config),
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{traces.endpoint}/v1/traces",
+            OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=f"{metrics.endpoint}/v1/metrics",
+            OTEL_EXPORTER_OTLP_METRICS_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_HEADERS="x-api-key=s3cret,x-team=quant",
+        )
+        assert result.returncode == 0, result.stderr
+    assert traces.span_names() == ["routed"]
+    assert "otelres.test.routed" in metrics.metric_names()
+    assert traces.headers[0]["x-api-key"] == "s3cret"
+    assert metrics.headers[0]["x-team"] == "quant"
+
+
+def test_otlp_option_precedence() -> None:
+    """Signal variable beats generic variable beats [telemetry]; HTTP endpoints get the signal path, gRPC ones do not."""
+    from otelres.config import ConfigError
+    from otelres.telemetry import _otlp_options
+
+    settings = config_from_dict(
+        {"telemetry": {"otlp_endpoint": "http://collector:4318/", "otlp_protocol": "http/protobuf", "otlp_timeout_seconds": 4}},
+        environ={},
+    ).telemetry
+    assert _otlp_options("trace", settings, {}) == ("http/protobuf", "http://collector:4318/v1/traces", 4.0)
+    assert _otlp_options("log", settings, {}) == ("http/protobuf", "http://collector:4318/v1/logs", 4.0)
+    routed = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:9/x", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc",
+              "OTEL_EXPORTER_OTLP_TIMEOUT": "2"}
+    assert _otlp_options("metric", settings, routed) == ("grpc", None, None)  # the exporter reads them
+    assert _otlp_options("trace", settings, routed) == ("http/protobuf", "http://collector:4318/v1/traces", None)
+    grpc = config_from_dict({"telemetry": {"otlp_endpoint": "http://collector:4317"}}, environ={}).telemetry
+    assert _otlp_options("trace", grpc, {})[1] == "http://collector:4317"
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: expected one of 'grpc', 'http/protobuf', got 'http/json'"):
+        _otlp_options("log", grpc, {"OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/json"})

@@ -46,6 +46,8 @@ class OtlpHttpReceiver:
         self.traces: list[Any] = []
         self.metrics: list[Any] = []
         self.logs: list[Any] = []
+        self.headers: list[dict[str, str]] = []
+        """The HTTP headers of every request received, in order (names in lower case)."""
         self.fail_with: int | None = None
         self._lock = threading.Condition()
         receiver = self
@@ -56,6 +58,7 @@ class OtlpHttpReceiver:
                 body = self.rfile.read(length)
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
+                receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                 status = receiver._receive(self.path, body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-protobuf")
