@@ -9,9 +9,10 @@ health and breaker gauges. An :class:`Alert` is what handlers receive.
 from __future__ import annotations
 
 import operator
+import re
 import time
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +30,26 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _STATISTICS = ("value", "count", "sum", "mean", "min", "max")
+_INSTRUMENT_NAME = re.compile(r"[a-zA-Z][-_./a-zA-Z0-9]{0,254}")
+_PROMETHEUS_SUFFIXES = ("_total", "_seconds", "_bytes", "_ratio", "_bucket", "_count", "_sum")
+
+
+def prometheus_twin(rule_instrument: str, reported: Iterable[str]) -> str | None:
+    """The reported OTel name that *rule_instrument* is the Prometheus spelling of, if any.
+
+    ``otelres_breaker_calls_total`` is how Prometheus shows ``otelres.breaker.calls``; rules
+    read the OTel pipeline, which knows only the latter.
+    """
+    wanted = rule_instrument.lower()
+    for suffix in _PROMETHEUS_SUFFIXES:
+        if wanted.endswith(suffix):
+            wanted = wanted[: -len(suffix)]
+            break
+    wanted = wanted.replace(".", "_")
+    for name in reported:
+        if name.replace(".", "_") == wanted:
+            return name
+    return None
 
 
 def label_key(attributes: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -86,6 +107,11 @@ class AlertRule:
             raise ValueError(f"AlertRule(name): expected a non-empty string, got {self.name!r}")
         if not isinstance(self.instrument, str) or not self.instrument:
             raise ValueError(f"{where}: instrument must be a non-empty string, got {self.instrument!r}")
+        if _INSTRUMENT_NAME.fullmatch(self.instrument) is None:
+            raise ValueError(
+                f"{where}: instrument {self.instrument!r} is not an OpenTelemetry instrument name "
+                "(a letter, then letters, digits, '_', '.', '-' or '/'), so it could never match"
+            )
         if self.comparison not in _COMPARE:
             raise ValueError(
                 f"{where}: comparison must be one of {', '.join(_COMPARE)}, got {self.comparison!r}"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.metrics.export import MetricReader
 
 from otelres._otel import get_meter
-from otelres.monitoring._alert_rules import Alert, AlertRule, label_key
+from otelres.monitoring._alert_rules import Alert, AlertRule, label_key, prometheus_twin
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -163,6 +163,7 @@ class AlertManager:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._tasks: set[asyncio.Task[object]] = set()
+        self._hinted: set[str] = set()
         meter = get_meter(meter_provider)
         self._fired = meter.create_counter(
             "otelres.alerts.fired",
@@ -296,6 +297,7 @@ class AlertManager:
                         points.append((point.attributes or {}, point))
         out: list[Alert] = []
         seen: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
+        self._hint_prometheus_names(index)
         for rule in self._rules.values():
             for attributes, point in index.get(rule.instrument.lower(), ()):
                 if not rule.matches(attributes):
@@ -320,6 +322,26 @@ class AlertManager:
         self._evaluations += 1
         self._previous_at = now
         return out
+
+    def _hint_prometheus_names(self, index: Mapping[str, object]) -> None:
+        """Warn once per rule whose instrument is the Prometheus spelling of a reported one.
+
+        Such a rule would otherwise wait silently forever: a user coming from PromQL writes
+        ``otelres_breaker_calls_total`` where the pipeline reports ``otelres.breaker.calls``.
+        """
+        for rule in self._rules.values():
+            if rule.name in self._hinted or rule.instrument.lower() in index:
+                continue
+            twin = prometheus_twin(rule.instrument, index)
+            if twin is not None:
+                self._hinted.add(rule.name)
+                _log.warning(
+                    "otelres: alert rule %r watches %r, which this pipeline does not report; "
+                    "rules use OpenTelemetry names: did you mean %r?",
+                    rule.name,
+                    rule.instrument,
+                    twin,
+                )
 
     @staticmethod
     def _measure(rule: AlertRule, series: _Series, point: Any, now: float) -> float | None:

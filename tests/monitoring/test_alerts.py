@@ -416,3 +416,25 @@ def test_a_rule_that_cannot_be_evaluated_never_breaks_collection(rig_factory: Ca
     rig.manager._measure = broken_measure  # type: ignore[method-assign]
     assert rig.provider.force_flush() is True
     assert rig.step() == []
+
+
+@pytest.mark.parametrize("instrument", ["bot orders", "9lives", "otelres.breaker.state{name=x}"])
+def test_instrument_names_that_can_never_match_are_refused(instrument: str) -> None:
+    """A rule on a name OpenTelemetry cannot report (spaces, PromQL selectors) is refused naming it."""
+    with pytest.raises(ValueError, match=r"instrument .* is not an OpenTelemetry instrument name"):
+        AlertRule("r", instrument)
+
+
+def test_a_prometheus_spelled_instrument_gets_a_did_you_mean_warning_once(
+    rig_factory: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rule on otelres_..._total logs one warning naming the OTel instrument it meant."""
+    rig = rig_factory([AlertRule("rejects", "app_orders_rejected_total", ">", 0)])
+    rig.metrics.increment("app.orders.rejected")
+    assert rig.step() == []
+    assert rig.step(15) == []
+    hints = [r.getMessage() for r in caplog.records if "did you mean" in r.getMessage()]
+    assert hints == [
+        "otelres: alert rule 'rejects' watches 'app_orders_rejected_total', which this pipeline "
+        "does not report; rules use OpenTelemetry names: did you mean 'app.orders.rejected'?"
+    ]
