@@ -42,6 +42,7 @@ BREAKER_STATES = [
     ("3", "forced open", "purple"),
 ]
 HEALTH_STATES = [("0", "GREEN", "green"), ("1", "YELLOW", "yellow"), ("2", "RED", "red")]
+REDIS_STATES = [("0", "unreachable", "red"), ("1", "reachable", "green")]
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -306,12 +307,15 @@ def dashboard(
 
 # --------------------------------------------------------------------------- dashboards
 def resilience() -> dict[str, Any]:
-    """Breakers, retries, rate limiters and bulkheads of the selected services and names."""
+    """Breakers, retries, limiters, bulkheads, timeouts, fallbacks and shared state (Redis)."""
     grid = Layout()
     breaker = f'{SERVICE}, breaker_name=~"$name"'
     retry = f'{SERVICE}, retry_name=~"$name"'
     limiter = f'{SERVICE}, limiter_name=~"$name"'
     bulkhead = f'{SERVICE}, bulkhead_name=~"$name"'
+    timeout = f'{SERVICE}, timeout_name=~"$name"'
+    fallback = f'{SERVICE}, fallback_name=~"$name"'
+    shared = f'{SERVICE}, guard_name=~"$name"'
     panels = [
         grid.row("Circuit breakers"),
         grid.place(
@@ -535,11 +539,81 @@ def resilience() -> dict[str, Any]:
             12,
             8,
         ),
+        grid.row("Timeouts and fallbacks"),
+        grid.place(
+            timeseries(
+                "Timeouts",
+                "Calls per second abandoned by each timeout, by what the call was doing "
+                "(error.type of the timeout raised).",
+                [
+                    target(
+                        f"sum by (timeout_name, error_type) (otelres:timeouts:rate1m{{{timeout}}})",
+                        "{{timeout_name}} {{error_type}}",
+                    )
+                ],
+                unit="reqps",
+                stack=True,
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "Fallbacks served",
+                "Calls per second answered by a fallback instead of the dependency, by the "
+                "error that was covered up.",
+                [
+                    target(
+                        f"sum by (fallback_name, error_type) (otelres:fallbacks:rate1m{{{fallback}}})",
+                        "{{fallback_name}} {{error_type}}",
+                    )
+                ],
+                unit="reqps",
+                stack=True,
+            ),
+            12,
+            8,
+        ),
+        grid.row("Shared state (Redis)"),
+        grid.place(
+            state_timeline(
+                "Redis reachable",
+                "Whether every instance of the service reaches the Redis server that holds "
+                "shared breaker and limiter state (red: at least one does not, and its "
+                "guards use their fail mode).",
+                target(
+                    f"otelres:redis_available:min{{{SERVICE}}}",
+                    "{{service_name}} {{server_address}}",
+                ),
+                REDIS_STATES,
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "Calls decided without Redis",
+                "Guarded calls per second decided while Redis was unreachable: on the "
+                "process's own state (fail mode open) or rejected (fail mode closed).",
+                [
+                    target(
+                        "sum by (guard_kind, guard_name, redis_fail_mode) "
+                        f"(otelres:redis_unavailable:rate1m{{{shared}}})",
+                        "{{guard_kind}} {{guard_name}} fail {{redis_fail_mode}}",
+                    )
+                ],
+                unit="reqps",
+                stack=True,
+            ),
+            12,
+            8,
+        ),
     ]
     return dashboard(
         "otelres-resilience",
         "otelres / Resilience",
-        "Circuit breakers, retries, rate limiters and bulkheads guarded by otelres.",
+        "Circuit breakers, retries, rate limiters, bulkheads, timeouts and fallbacks guarded "
+        "by otelres, and the Redis server their shared state lives in.",
         panels,
         variables('otelres:component:info{service_name=~"$service"}', "name"),
     )

@@ -15,6 +15,10 @@ keeps every component busy, twice a second, until it is terminated:
 * limiter ``exchange-public`` (wait mode) makes every second caller wait; limiter
   ``exchange-private`` (reject mode) turns most callers away;
 * bulkhead ``orders``: both slots held by parked threads, so further calls are rejected;
+* timeout ``exchange-orders`` gives up on a call that sleeps past it; fallback
+  ``exchange-ticker`` answers for a failing call;
+* breaker and limiter ``exchange-shared`` keep their state in a Redis nobody runs
+  (``--redis-url``): fail-open, so the calls go on, decided without Redis;
 * health checks ``exchange`` (RED), ``disk`` (YELLOW) and ``database`` (GREEN);
 * a ``daily`` backup whose manifest says it was written 30 hours ago (stale).
 
@@ -38,11 +42,17 @@ from otelres.health import HealthChecker, HealthResult, health_check
 from otelres.resilience import (
     Bulkhead,
     BulkheadFullError,
+    CallTimeoutError,
     CircuitBreaker,
     CircuitBreakerOpenError,
+    Fallback,
     RateLimiter,
     RateLimitExceededError,
+    RedisBreakerStorage,
+    RedisConnection,
+    RedisTokenBucket,
     Retry,
+    Timeout,
 )
 
 STALE_BY = timedelta(hours=30)
@@ -64,7 +74,7 @@ def ok() -> str:
 class Scenario:
     """Every component of the stack test and one round of calls through them."""
 
-    def __init__(self, backup_dir: str) -> None:
+    def __init__(self, backup_dir: str, redis_url: str) -> None:
         self.flappy_now = [0.0]
         self.flappy = CircuitBreaker(
             "exchange-flappy",
@@ -89,6 +99,17 @@ class Scenario:
         self.public = RateLimiter("exchange-public", rate=20, capacity=1, mode="wait")
         self.private = RateLimiter("exchange-private", rate=0.5, capacity=1, mode="reject")
         self.bulkhead = Bulkhead("orders", max_concurrent=2)
+        self.timeout = Timeout("exchange-orders", seconds=0.005)
+        self.fallback = Fallback("exchange-ticker", value={"last": None})
+        absent = RedisConnection(redis_url, fail_mode="open", socket_timeout=0.1, connect_timeout=0.1)
+        self.shared = CircuitBreaker(
+            "exchange-shared", failure_threshold=5, storage=RedisBreakerStorage("exchange-shared", absent)
+        )
+        self.shared_limiter = RateLimiter(
+            "exchange-shared",
+            rate=100,
+            backend=RedisTokenBucket("exchange-shared", absent, rate=100, capacity=100),
+        )
         self.release = threading.Event()
         self.checker = HealthChecker(
             [
@@ -147,6 +168,9 @@ class Scenario:
         for _ in range(3):
             expect(RateLimitExceededError, self.private.call, ok)
         expect(BulkheadFullError, self.bulkhead.call, ok)
+        expect(CallTimeoutError, self.timeout.call, time.sleep, 0.05)
+        self.fallback.call(fail)
+        self.shared_limiter.call(self.shared.call, ok)
         self.checker.run_sync()
 
     def flap(self) -> None:
@@ -178,6 +202,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--backup-dir", required=True)
     parser.add_argument("--service-name", required=True)
+    parser.add_argument("--redis-url", required=True, help="where no Redis answers")
     parser.add_argument("--interval", type=float, default=0.5)
     args = parser.parse_args()
 
@@ -192,7 +217,7 @@ def main() -> None:
             )
         )
     )
-    scenario = Scenario(args.backup_dir)
+    scenario = Scenario(args.backup_dir, args.redis_url)
     try:
         scenario.start()
         scenario.round()

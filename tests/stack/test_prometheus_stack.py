@@ -123,6 +123,8 @@ def _stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             str(workdir / "backups"),
             "--service-name",
             SERVICE,
+            "--redis-url",
+            f"redis://127.0.0.1:{free_port()}/0",
         ],
         stdout=subprocess.PIPE,
         stderr=(workdir / "app.log").open("w"),
@@ -203,6 +205,9 @@ def test_variables_list_the_service_and_every_component_name(stack: Stack) -> No
             "exchange-public",
             "exchange-private",
             "orders",
+            "exchange-orders",
+            "exchange-ticker",
+            "exchange-shared",
         },
         "otelres-health.json": {"exchange", "disk", "database", "overall"},
     }
@@ -285,6 +290,7 @@ EXPECTED_ALERTS = {
     "OtelresRateLimiterRejecting": ("limiter_name", "exchange-private", {"exchange-public"}),
     "OtelresRetryStorm": ("retry_name", "exchange-retry", set()),
     "OtelresBackupStale": ("job", "otelres", set()),
+    "OtelresRedisUnavailable": ("server_address", "127.0.0.1", set()),
 }
 
 
