@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from tests.conftest import free_port
 from tests.stack._otlp_grpc import OtlpGrpcReceiver, attributes
@@ -92,6 +93,22 @@ def test_a_retried_guarded_call_is_one_trace_of_retry_attempt_and_breaker_spans(
     assert sorted(b.parent_span_id for b in breakers) == sorted(a.span_id for a in attempts)
     for breaker in breakers:
         assert attributes(breaker)["breaker.name"] == "kraken"
+
+
+def test_a_failure_that_was_retried_leaves_every_span_of_the_call_unset_not_error(
+    received: tuple[OtlpGrpcReceiver, dict[str, Any]],
+) -> None:
+    """The caller got its answer, so the failed attempt and its breaker span carry error.type but no ERROR status."""
+    receiver, _ = received
+    spans = by_name(receiver)
+    (root,) = spans["fetch_ticker BTC/USD"]
+    unset = Status.STATUS_CODE_UNSET
+    for name in ("otelres.retry", "otelres.retry.attempt", "otelres.breaker"):
+        in_call = [s for s in spans[name] if s.trace_id == root.trace_id]
+        assert in_call
+        assert [s.status.code for s in in_call] == [unset] * len(in_call), name
+    failed = [s for s in spans["otelres.breaker"] if s.trace_id == root.trace_id and attributes(s).get("error.type")]
+    assert [attributes(s)["error.type"] for s in failed] == ["ExchangeDown"]
 
 
 def test_the_breaker_opening_and_rejecting_are_events_on_the_calling_span(
