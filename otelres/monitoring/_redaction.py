@@ -66,6 +66,7 @@ _WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 # Registered secrets are process-wide: a secret is a secret for every handler. The tuple is
 # replaced, never mutated, so readers need no lock.
 _secrets: tuple[str, ...] = ()
+_registered = 0
 _secrets_lock = threading.Lock()
 
 
@@ -75,6 +76,8 @@ def register_secret(value: str) -> None:
     Register API keys, passphrases and webhook tokens as soon as they are read, so that a
     stray ``logger.info(f"using {key}")`` or a traceback that prints them shows ``***``.
     Values shorter than 4 characters are refused: masking them would garble ordinary text.
+    Its URL-encoded spellings (``%2B`` for ``+``, ``+`` for a space, ...) are masked too,
+    since a base64 secret sent in a query string shows up that way in URLs and errors.
     """
     if not isinstance(value, str):
         raise TypeError(f"register_secret(value): expected a str, got {type(value).__name__}")
@@ -82,23 +85,28 @@ def register_secret(value: str) -> None:
         raise ValueError(
             f"register_secret(value): a secret must have at least {_MIN_SECRET_LENGTH} characters"
         )
-    global _secrets
+    from urllib.parse import quote, quote_plus
+
+    spellings = {value, quote(value, safe=""), quote(value), quote_plus(value)}
+    global _secrets, _registered
     with _secrets_lock:
         if value not in _secrets:
+            _registered += 1
             # Longest first, so a secret that contains another is masked whole.
-            _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
+            _secrets = tuple(sorted({*_secrets, *spellings}, key=len, reverse=True))
 
 
 def registered_secrets() -> int:
     """How many secrets are registered (the values themselves are never handed out)."""
-    return len(_secrets)
+    return _registered
 
 
 def _forget_secrets() -> None:
     """Drop every registered secret (for tests)."""
-    global _secrets
+    global _secrets, _registered
     with _secrets_lock:
         _secrets = ()
+        _registered = 0
 
 
 def _normalise(key: str) -> str:

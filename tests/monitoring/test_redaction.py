@@ -199,3 +199,18 @@ def test_otlp_attributes_mask_exchange_headers(stream: io.StringIO) -> None:
     exported = f"{record.body} {dict(record.attributes or {})}"
     for value in EXCHANGE_HEADERS.values():
         assert value.split()[-1] not in exported
+
+
+def test_registered_secret_is_masked_url_encoded_too(stream: io.StringIO) -> None:
+    """A registered base64 secret is masked also as it appears percent- or plus-encoded in a URL."""
+    from urllib.parse import quote, urlencode
+
+    secret = "kR4k/3n+S3cr3t=="
+    register_secret(secret)
+    setup_logging(MonitoringSettings(), stream=stream)
+    log = get_logger("t")
+    log.info("GET https://api.example.test/private?%s", urlencode({"k": secret}))
+    log.info("GET https://api.example.test/private?k=%s", quote(secret))
+    first, second = json_lines(stream)
+    assert first["message"] == "GET https://api.example.test/private?k=***"
+    assert second["message"] == "GET https://api.example.test/private?k=***"
