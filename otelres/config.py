@@ -20,8 +20,12 @@ and, for a typo, suggest the closest valid key::
 The standard ``OTEL_*`` environment variables take precedence over ``[telemetry]``, as
 users of OpenTelemetry expect: ``OTEL_SERVICE_NAME``, ``OTEL_SDK_DISABLED``,
 ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_PROTOCOL``,
-``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_LOGS_EXPORTER`` and
-``OTEL_RESOURCE_ATTRIBUTES``. ``OTELRES_SPAN_MODE`` overrides ``[telemetry] span_mode``.
+``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_LOGS_EXPORTER``,
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``_PORT`` and
+``OTEL_METRIC_EXPORT_INTERVAL`` (milliseconds). ``OTELRES_SPAN_MODE`` overrides
+``[telemetry] span_mode``. The signal-specific OTLP variables (``..._TRACES_ENDPOINT``,
+``..._TRACES_PROTOCOL``, timeouts, headers, certificates) are applied when the exporters
+are built (see :mod:`otelres.telemetry`).
 
 Sections are plain frozen dataclasses; the loader reads their type hints, so a later
 section is added by declaring a dataclass and a field on :class:`Config`.
@@ -498,6 +502,7 @@ def _apply_otel_env(
         "OTEL_SERVICE_NAME": "service_name",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "otlp_endpoint",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "otlp_protocol",
+        "OTEL_EXPORTER_PROMETHEUS_HOST": "prometheus_host",
         "OTELRES_SPAN_MODE": "span_mode",
     }
     for var, key in simple.items():
@@ -512,6 +517,17 @@ def _apply_otel_env(
         if env.get(var):
             table[key] = [part.strip() for part in env[var].split(",") if part.strip()]
             from_env[key] = var
+    for var, key, scale in (
+        ("OTEL_EXPORTER_PROMETHEUS_PORT", "prometheus_port", None),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "metric_export_interval_seconds", 1000.0),  # milliseconds
+    ):
+        text = env.get(var, "").strip()
+        if text:
+            from_env[key] = var
+            try:
+                table[key] = int(text) if scale is None else float(text) / scale
+            except ValueError:
+                table[key] = text  # reported as a type error naming the variable
     disabled = env.get("OTEL_SDK_DISABLED")
     if disabled is not None:
         value = disabled.strip().lower()

@@ -469,11 +469,7 @@ def _tracer_provider(
 def _metric_readers(settings: TelemetrySettings, handle: Telemetry) -> list[MetricReader]:
     from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 
-    # OTEL_METRIC_EXPORT_INTERVAL (read by the reader when given None) wins over the file.
-    interval = (
-        None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL")
-        else int(settings.metric_export_interval_seconds * 1000)
-    )
+    interval = int(settings.metric_export_interval_seconds * 1000)
     readers: list[MetricReader] = []
     for name in settings.metrics_exporter:
         if name == "console":

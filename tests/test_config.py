@@ -176,8 +176,13 @@ def test_otel_environment_wins_over_the_file(tmp_path: Path) -> None:
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_SDK_DISABLED": "true",
         "OTEL_RESOURCE_ATTRIBUTES": "team=env,deployment.environment=prod%20eu",
+        "OTEL_EXPORTER_PROMETHEUS_HOST": "0.0.0.0",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": "9100",
+        "OTEL_METRIC_EXPORT_INTERVAL": "2500",
     }
     telemetry = load_config(path, environ=env).telemetry
+    assert (telemetry.prometheus_host, telemetry.prometheus_port) == ("0.0.0.0", 9100)
+    assert telemetry.metric_export_interval_seconds == 2.5  # the variable is in milliseconds
     assert telemetry.service_name == "env-service"
     assert telemetry.traces_exporter == ("otlp", "console")
     assert telemetry.metrics_exporter == ("prometheus",)
@@ -286,3 +291,56 @@ def test_config_check_reports_broken_files(tmp_path: Path, content: str | None, 
     assert line.startswith(f"error: {path}: ")
     assert expected in line
     assert result.stdout == ""
+
+
+def _schema_keys(cls: type, prefix: str = "") -> set[str]:
+    """Dotted keys of every setting, with ``*`` for a table the user names (``circuit_breaker.*``)."""
+    import dataclasses
+    import typing
+
+    keys: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in ("source", "retry_overrides"):  # not keys: the file's path; [resilience.retry.<name>]
+            continue
+        hint = hints[f.name]
+        sections = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        if dataclasses.is_dataclass(hint):
+            keys |= _schema_keys(hint, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        elif sections:  # Mapping[str, Section] or tuple[Section, ...]: tables the user names or lists
+            keys |= _schema_keys(sections[0], f"{prefix}{f.name}.*.")  # type: ignore[arg-type]
+        else:
+            keys.add(f"{prefix}{f.name}")
+    return keys
+
+
+def _example_keys(text: str) -> set[str]:
+    """Dotted keys the example sets or shows commented out (``# key = value``), named tables as ``*``."""
+    import re
+
+    named = ("resilience.circuit_breaker.", "resilience.bulkheads.", "resilience.retry.")
+    keys: set[str] = set()
+    table = ""
+    for raw in text.splitlines():
+        line = raw.lstrip("# ").rstrip()
+        header = re.match(r"^(\[\[?)([a-z_.]+)\]", line)
+        if header:
+            table = header.group(2)
+            for stem in named:
+                if table.startswith(stem):
+                    table = stem + "*"
+            if header.group(1) == "[[":
+                table += ".*"
+            continue
+        key = re.match(r'^"?([a-z_]+)"?\s*=', line)
+        if key and table:
+            keys.add(f"{table}.{key.group(1)}")
+    return keys
+
+
+def test_example_config_shows_every_key() -> None:
+    """Every setting the schema accepts appears in the example config.toml, set or commented out with a value."""
+    example = _example_keys(EXAMPLE.read_text())
+    tables = {"telemetry.resource_attributes", "resilience.rate_limits", "resilience.timeouts", "health_checks.custom"}
+    missing = sorted(k for k in _schema_keys(Config) - example if k not in tables or not any(e.startswith(k + ".") for e in example))
+    assert missing == []
