@@ -494,3 +494,19 @@ def test_otlp_option_precedence() -> None:
     assert _otlp_options("trace", grpc, {})[1] == "http://collector:4317"
     with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: expected one of 'grpc', 'http/protobuf', got 'http/json'"):
         _otlp_options("log", grpc, {"OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/json"})
+
+
+def test_capture_filters_points_by_dotted_attributes() -> None:
+    """capture.points()/value() take dotted attribute names in a mapping and plain ones as keywords."""
+    from otelres.testing import capture_telemetry
+
+    capture = capture_telemetry(install_global=False)
+    counter = _otel.get_meter(capture.meter_provider).create_counter("otelres.test.filtered")
+    counter.add(2, {"breaker.name": "kraken", "outcome": "ok"})
+    counter.add(5, {"breaker.name": "binance", "outcome": "ok"})
+    counter.add(1, {"breaker.name": "kraken", "outcome": "failed"})
+    assert capture.value("otelres.test.filtered") == 8
+    assert capture.value("otelres.test.filtered", {"breaker.name": "kraken"}) == 3
+    assert capture.value("otelres.test.filtered", {"breaker.name": "kraken"}, outcome="ok") == 2
+    assert [p.value for p in capture.points("otelres.test.filtered", outcome="failed")] == [1]
+    assert capture.value("otelres.test.filtered", {"breaker.name": "coinbase"}) is None

@@ -122,9 +122,11 @@ class OtlpHttpReceiver:
         ]
 
     def span_names(self) -> list[str]:
+        """Names of every received span, in arrival order."""
         return [span.name for span in self.spans()]
 
     def metric_names(self) -> set[str]:
+        """Names of every metric received so far."""
         return {
             metric.name
             for request in self.metrics
@@ -145,6 +147,7 @@ class OtlpHttpReceiver:
         return {}
 
     def log_records(self) -> list[Any]:
+        """Every received log record (protobuf ``LogRecord`` messages)."""
         return [
             record
             for request in self.logs

@@ -67,12 +67,20 @@ class TelemetryCapture:
         """Forget the spans finished so far (metrics are cumulative and stay)."""
         self.span_exporter.clear()
 
-    def points(self, name: str | None = None, **attributes: Any) -> list[MetricPoint]:
-        """Collect now and return the points of instrument *name* whose attributes include *attributes*.
+    def points(
+        self, name: str | None = None, where: Mapping[str, Any] | None = None, /, **attributes: Any
+    ) -> list[MetricPoint]:
+        """Collect now and return the points of instrument *name* (all instruments when None).
 
-        Attribute keys with dots are passed with underscores for dots is not possible in
-        Python keywords, so pass them through ``attrs``: ``points("x", **{"breaker.name": "a"})``.
+        Only points whose attributes include every item of *where* and of the keyword
+        arguments are returned. OpenTelemetry attribute names have dots, which keyword
+        arguments cannot, so pass those in *where*::
+
+            capture.points("otelres.breaker.calls", {"breaker.name": "kraken", "breaker.outcome": "failure"})
+            capture.points("my.counter", outcome="ok")     # a name without dots also works as a keyword
         """
+        if where:
+            attributes = {**where, **attributes}
         data = self.metric_reader.get_metrics_data()
         found: list[MetricPoint] = []
         if data is None:
@@ -88,9 +96,12 @@ class TelemetryCapture:
                             found.append(MetricPoint(metric.name, metric.unit or "", attrs, point))
         return found
 
-    def value(self, name: str, **attributes: Any) -> float | None:
-        """The summed value of the matching points of *name*, or None when there are none."""
-        points = self.points(name, **attributes)
+    def value(self, name: str, where: Mapping[str, Any] | None = None, /, **attributes: Any) -> float | None:
+        """The summed value of the points :meth:`points` matches, or None when there are none::
+
+            assert capture.value("otelres.breaker.calls", {"breaker.outcome": "rejected"}) == 2
+        """
+        points = self.points(name, where, **attributes)
         if not points:
             return None
         return sum(p.value for p in points)
