@@ -164,10 +164,12 @@ class MetricsCollector:
             )
         full = self.namespace + name
         with self._lock:
-            known = self._kinds.get(name)
+            # OTel names are case-insensitive: "Orders" and "orders" are one instrument, so
+            # they must be one kind, or the export would carry two metrics of one name.
+            known = self._kinds.get(name.lower())
             if known is not None and known != kind:
                 raise ValueError(f"metric name {name!r} is already used for a {known}, not a {kind}")
-            self._kinds[name] = kind
+            self._kinds[name.lower()] = kind
             meter = self._meter
             if kind == "counter":
                 if name not in self._counters:

@@ -133,6 +133,13 @@ def test_a_name_keeps_its_kind(metrics: MetricsCollector) -> None:
         metrics.gauge("thing", 1)
 
 
+def test_a_name_keeps_its_kind_whatever_its_case(metrics: MetricsCollector) -> None:
+    """OTel names ignore case, so "Orders" cannot become a gauge once "orders" is a counter."""
+    metrics.increment("orders")
+    with pytest.raises(ValueError, match="already used for a counter"):
+        metrics.gauge("Orders", 1)
+
+
 def test_namespace_prefixes_every_name(capture: TelemetryCapture) -> None:
     """namespace= is prepended to the instrument names."""
     MetricsCollector(meter_provider=capture.meter_provider, namespace="bot.").increment("orders")
