@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 #: Modules that contribute subcommands, in ``--help`` order.
@@ -25,6 +25,8 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors exit with ``usage_status`` (2 unless a command sets it)."""
 
     usage_status = 2
+    commands: Mapping[str, argparse.ArgumentParser] = {}
+    """Subcommand name -> its parser (set by :func:`build_parser`)."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -75,13 +77,17 @@ def build_parser() -> Parser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(subparsers)
+    parser.commands = subparsers.choices
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # reported by the subcommand's parser, so that its usage_status applies
+        owner = parser.commands.get(getattr(args, "command", None) or "", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extras)}")
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -184,7 +184,8 @@ class HealthChecker:
         """The checks named in *names* plus those carrying any of *tags*, minus *exclude*.
 
         With neither *names* nor *tags*, every check. An unknown name in *names* or
-        *exclude* raises ``ValueError`` listing the known ones.
+        *exclude*, or a tag no check carries, raises ``ValueError`` listing the known ones
+        (a typo must not select nothing and look GREEN).
         """
         names = list(names or ())
         tags = set(tags or ())
@@ -195,6 +196,11 @@ class HealthChecker:
         if unknown:
             listing = ", ".join(known) or "none"
             raise ValueError(f"unknown health check {unknown[0]!r}; known checks: {listing}")
+        in_use = {tag for check in known.values() for tag in check.tags}
+        stray = sorted(tags - in_use)
+        if stray:
+            listing = ", ".join(sorted(in_use)) or "none"
+            raise ValueError(f"no health check has the tag {stray[0]!r}; tags in use: {listing}")
         if not names and not tags:
             chosen = list(known.values())
         else:

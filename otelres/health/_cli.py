@@ -99,7 +99,7 @@ def _health(args: argparse.Namespace) -> int:
     try:
         checker.select(args.check or None, args.tag or None)
     except ValueError as exc:
-        _error(f"--check: {exc}")
+        _error(str(exc))
         return EXIT_USAGE
     if args.watch is None:
         report = checker.run_sync(args.check or None, args.tag or None, timeout=args.timeout)
@@ -333,8 +333,10 @@ def _can_encode(stream: Any, text: str) -> bool:
 
 # --------------------------------------------------------------------------- serve
 def _serve(args: argparse.Namespace) -> int:
-    """`otelres serve`: exporters, probes and the scheduled runner until Ctrl-C (exit status 0).
+    """`otelres serve`: exporters, probes and the scheduled runner until Ctrl-C or SIGTERM
+    (exit status 0).
 
+    SIGTERM is how Kubernetes stops a pod: it ends the command as cleanly as Ctrl-C does.
     Telemetry is shut down last, so the final gauge values are flushed to the exporters.
     """
     import logging
@@ -342,12 +344,13 @@ def _serve(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if isinstance(loaded, int):
         return loaded
-    if not logging.getLogger().handlers:  # status changes are this command's log
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Exporters first, so the health gauges reach them (and /metrics has something to serve).
     telemetry = _telemetry(loaded)
     if isinstance(telemetry, int):
         return telemetry
+    # Status changes are this command's log; configure() may already have set up logging.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return _serve_probes(loaded, args)
     finally:
@@ -387,18 +390,39 @@ def _serve_probes(config: Config, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     runner = HealthRunner(checker) if config.health_checks.enabled else None
     endpoints = "/livez /readyz /health" + (" /metrics" if server.metrics_enabled else "")
+    previous = _on_sigterm(_stop_serving)
     print(f"otelres: serving health probes on {server.url} ({endpoints})", file=sys.stderr)
     try:
         if runner is not None:
             runner.start()
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         pass
     finally:
+        if previous is not None:
+            _on_sigterm(previous)
         if runner is not None:
             runner.stop()
         server.close()
     return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while serving."""
+
+
+def _stop_serving(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install *handler* for SIGTERM and return the previous one (None off the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 # --------------------------------------------------------------------------- helpers

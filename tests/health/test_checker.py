@@ -276,6 +276,14 @@ async def test_checks_are_selected_by_name_and_tag() -> None:
         await checker.run_all_checks(["zzz"])
 
 
+async def test_a_tag_no_check_carries_raises() -> None:
+    """Selecting by a tag that no check carries raises naming the tags in use, rather than
+    selecting nothing and reporting GREEN."""
+    checker = HealthChecker([_fixed("a", HealthStatus.RED, tags=["db"])], config=_config())
+    with pytest.raises(ValueError, match=r"no health check has the tag 'dbb'; tags in use: db"):
+        await checker.run_all_checks(tags=["dbb"])
+
+
 async def test_results_are_cached_with_separate_ttls() -> None:
     """GREEN results are reused for cache_ttl seconds, failing ones for cache_ttl_failing seconds."""
     clock = FakeClock()

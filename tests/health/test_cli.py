@@ -146,8 +146,6 @@ def test_check_and_tag_select(project: Callable[..., Path], capsys: pytest.Captu
     assert list(json.loads(capsys.readouterr().out)["checks"]) == ["green"]
     assert main(["health", "--check", "nope"]) == 3
     assert "unknown health check 'nope'" in capsys.readouterr().err
-    assert main(["health", "--tag", "no-such-tag", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["checks"] == {}
 
 
 def test_timeout_cuts_a_hung_check(project: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,6 +187,24 @@ def test_usage_errors_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 3
     assert "--timeout" in capsys.readouterr().err
     assert main(["health", "--config", "/nonexistent/otelres.toml"]) == 3
+
+
+def test_unknown_arguments_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    """An option `otelres health` does not know exits 3 with its usage, never 2 (which means RED)."""
+    with pytest.raises(SystemExit) as info:
+        main(["health", "--jsn"])
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    assert "usage: otelres health" in err
+    assert "unrecognized arguments: --jsn" in err
+
+
+def test_a_tag_no_check_carries_exits_3(project: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """--tag with a tag no check has (a typo) is a usage error, not an empty GREEN report."""
+    project("green")
+    assert main(["health", "--tag", "readines"]) == 3
+    err = capsys.readouterr().err
+    assert "no health check has the tag 'readines'" in err
 
 
 def test_url_asks_a_running_service(capsys: pytest.CaptureFixture[str]) -> None:
@@ -257,8 +273,10 @@ def test_watch_repeats_until_interrupted(project: Callable[..., Path], tmp_path:
     assert status == 2
 
 
-def test_serve_command_answers_probes(project: Callable[..., Path], tmp_path: Path) -> None:
-    """`otelres serve` serves /readyz on the configured port and stops cleanly on Ctrl-C."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_command_answers_probes(project: Callable[..., Path], tmp_path: Path, stop: signal.Signals) -> None:
+    """`otelres serve` serves /readyz on the configured port and exits 0 on Ctrl-C and on
+    SIGTERM (how Kubernetes stops a pod)."""
     project("green")
     env = _env()
     port = free_port()
@@ -271,7 +289,7 @@ def test_serve_command_answers_probes(project: Callable[..., Path], tmp_path: Pa
         assert "serving health probes on http://127.0.0.1:" in proc.stderr.readline()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz?verbose", timeout=10) as response:
             body = response.read().decode()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         status = proc.wait(timeout=10)
     finally:
         proc.kill()
