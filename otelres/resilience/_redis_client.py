@@ -26,8 +26,7 @@ import logging
 import os
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -181,9 +180,9 @@ class RedisConnection:
         self._password = password
         self._client = client
         self._async_factory = async_client_factory
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Not weak-keyed: a client refers to its loop, so a weak key would never die anyway.
+        # Entries leave when their loop shuts down (see _LoopClient) or is found closed.
+        self._async_clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._lock = threading.Lock()
         # 0.0: up. Otherwise the monotonic time before which calls fail fast.
         self._down_until = 0.0
@@ -262,13 +261,26 @@ class RedisConnection:
         )
 
     def async_client(self) -> AsyncRedis:
-        """The asyncio client of the running event loop (one per loop, created on first use)."""
+        """The asyncio client of the running event loop (one per loop, created on first use).
+
+        Its connections are closed when the loop shuts down (``asyncio.run()`` and
+        pytest-asyncio finalize async generators then, which is the hook used), so a
+        program that runs one loop after another keeps no sockets of the finished ones.
+        """
+        return self._loop_client().client
+
+    def _loop_client(self) -> _LoopClient:
+        """The running loop's :class:`_LoopClient`, created (and old loops' dropped) on first use."""
         loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
+        entry = self._async_clients.get(loop)
+        if entry is None:
+            for old in [old for old in self._async_clients if old.is_closed()]:
+                # Closed without finalizing async generators (a bare loop.close()): the
+                # sockets are freed when the garbage collector takes the client.
+                del self._async_clients[old]
             client = self._async_factory() if self._async_factory else self._make_async_client()
-            self._async_clients[loop] = client
-        return client
+            entry = self._async_clients[loop] = _LoopClient(client, loop, self._async_clients)
+        return entry
 
     def _make_async_client(self) -> AsyncRedis:
         """The asyncio twin of :meth:`_make_client` (same timeouts, no retries)."""
@@ -315,8 +327,11 @@ class RedisConnection:
         """:meth:`run` on the asyncio client of the running loop, never blocking it."""
         if self._down_until and not self._may_try_again():
             raise RedisUnavailableError(f"Redis at {_redact(self.url)} is unavailable")
+        entry = self._loop_client()
         try:
-            reply = await script.run_async(self.async_client(), key, *args)
+            if not entry.armed:
+                await entry.arm()
+            reply = await script.run_async(entry.client, key, *args)
         except Exception as exc:
             raise self._failed(exc) from exc
         if self._down_until:
@@ -397,16 +412,60 @@ class RedisConnection:
             client.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio client of the running event loop, if it has one."""
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        """Close the asyncio client of the running event loop now, if it has one."""
+        entry = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry.close()
 
     def __repr__(self) -> str:
         return (
             f"RedisConnection({_redact(self.url)!r}, key_prefix={self.key_prefix!r}, "
             f"fail_mode={self.fail_mode!r})"
         )
+
+
+class _LoopClient:
+    """An asyncio Redis client bound to one event loop, closed when that loop shuts down.
+
+    asyncio has no "loop closing" callback, but ``loop.shutdown_asyncgens()`` (which
+    ``asyncio.run()`` and pytest-asyncio call before closing a loop) closes every async
+    generator started in it while the loop still runs. :meth:`arm` starts one whose
+    ``finally`` closes the client, so its sockets go with the loop instead of leaking.
+    """
+
+    __slots__ = ("_clients", "_closed", "_closer", "_loop", "armed", "client")
+
+    def __init__(
+        self,
+        client: AsyncRedis,
+        loop: asyncio.AbstractEventLoop,
+        clients: dict[asyncio.AbstractEventLoop, _LoopClient],
+    ) -> None:
+        self.client = client
+        self.armed = False
+        self._closed = False
+        self._loop = loop
+        self._clients = clients
+        self._closer = self._close_at_shutdown()
+
+    async def _close_at_shutdown(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def arm(self) -> None:
+        """Start the closing generator in the running loop (once; the loop then holds it)."""
+        self.armed = True
+        await self._closer.__anext__()
+
+    async def close(self) -> None:
+        """Close the client's connections and forget it (once; later calls do nothing)."""
+        if self._clients.get(self._loop) is self:
+            del self._clients[self._loop]
+        if not self._closed:
+            self._closed = True
+            await self.client.aclose()
 
 
 def _install(meter: Meter, live: Callable[[], list[RedisConnection]]) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from otelres.resilience._rate_limiter_backend import TokenBucketBackend
 from otelres.resilience._redis_bucket import RedisTokenBucket
@@ -158,3 +159,23 @@ def test_each_event_loop_gets_its_own_async_client(conn: RedisConnection) -> Non
     assert asyncio.run(take()) == 0.0
     assert asyncio.run(take()) == 0.0
     assert asyncio.run(take()) > 0  # both loops drew from the one shared bucket
+
+
+def test_event_loops_that_end_leave_no_redis_connections_behind(
+    conn: RedisConnection, redis_server: RedisServer
+) -> None:
+    """Twenty asyncio.run() calls, each acquiring from a shared bucket, leave no client socket open."""
+    bucket = RedisTokenBucket("many-loops", conn, rate=1000, capacity=1000)
+    admin = redis.Redis.from_url(redis_server.url)
+
+    def clients() -> int:
+        return len(admin.client_list())
+
+    async def take() -> float:
+        return await bucket.try_acquire_async(1)
+
+    before = clients()
+    for _ in range(20):
+        assert asyncio.run(take()) == 0.0
+    assert clients() == before
+    admin.close()
