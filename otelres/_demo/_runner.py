@@ -230,15 +230,21 @@ class Demo:
             if self._display is not None:
                 self._display.close()
                 self._display = None
-            if collector is not None:
-                collector.close()
-            if server is not None:
-                server.close()
-            exchange.stop()
-            if instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.uninstrument()
-            telemetry.shutdown()
-            shutil.rmtree(workdir, ignore_errors=True)
+
+            def close_all() -> None:
+                if collector is not None:
+                    collector.close()
+                if server is not None:
+                    server.close()
+                exchange.stop()
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    instrumentor.uninstrument()
+                telemetry.shutdown()
+                shutil.rmtree(workdir, ignore_errors=True)
+
+            # These block (threads joined, telemetry flushed), and closing the probe
+            # server's own loop must not happen on a thread whose loop is running.
+            await asyncio.to_thread(close_all)
 
     async def _play(self, parts: _Parts) -> int:
         """Play the scenario with the bot trading, show it, then summarise; returns 0."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,22 @@ def fail() -> None:
     raise Boom("exchange down")
 
 
+@contextmanager
+def serving(server: HealthServer) -> Iterator[HealthServer]:
+    """Run *server* for the block, and close it from a worker thread afterwards.
+
+    Playwright's sync API keeps an event loop running on the test's thread while a page
+    is open, and a server must not shut its own loop down from a thread whose loop runs.
+    """
+    server.start()
+    try:
+        yield server
+    finally:
+        worker = threading.Thread(target=server.close)
+        worker.start()
+        worker.join(30)
+
+
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -45,7 +63,7 @@ def _breaker() -> CircuitBreaker:
 def _server(breaker: CircuitBreaker) -> Iterator[HealthServer]:
     """A probe server on a free port with the status page, watching breaker ``pay``."""
     checker = HealthChecker([CircuitBreakerCheck(source=lambda: [breaker])])
-    with HealthServer(checker, host="127.0.0.1", port=0, metrics=False) as server:
+    with serving(HealthServer(checker, host="127.0.0.1", port=0, metrics=False)) as server:
         add_status_page(
             server,
             StatusCollector(checker, title="payments", breakers=lambda: [breaker]),
@@ -218,7 +236,7 @@ def test_chromium_shows_breaker_and_health_light_change(
 def test_names_and_title_are_shown_as_text_never_as_markup(page: PageWatch) -> None:
     """A title or breaker name holding HTML is escaped in the page and rendered as plain text."""
     sneaky = CircuitBreaker('<img src=x id="injected">', failure_threshold=1)
-    with HealthServer(HealthChecker([]), port=0, metrics=False) as server:
+    with serving(HealthServer(HealthChecker([]), port=0, metrics=False)) as server:
         add_status_page(
             server,
             StatusCollector(server.checker, breakers=lambda: [sneaky], limiters=list),
@@ -236,7 +254,7 @@ def test_names_and_title_are_shown_as_text_never_as_markup(page: PageWatch) -> N
 
 def test_chromium_says_when_the_service_stops_answering(page: PageWatch) -> None:
     """When /api/status stops answering the page says so in a banner, and drops it once answers return."""
-    with HealthServer(HealthChecker([]), port=0, metrics=False) as server:
+    with serving(HealthServer(HealthChecker([]), port=0, metrics=False)) as server:
         add_status_page(server, refresh_seconds=0.25)
         page.page.goto(server.url + "/")
         page.page.wait_for_function("document.getElementById('subtitle').textContent.includes('updated')")
