@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from otelres.health._check import HealthCheck
 from otelres.health._model import HealthResult, HealthStatus
+from otelres.health.checks._lookup import live_components
 
 __all__ = ["CircuitBreakerCheck"]
+
+# Every live breaker registers with its metrics here, registry or not (a breaker built
+# directly with CircuitBreaker(...) is not in all_breakers()).
+_PUBLISHED = "otelres.resilience._breaker_metrics"
 
 #: Breaker state -> the status it makes the check. Unknown states are YELLOW.
 STATE_STATUS: Mapping[str, HealthStatus] = {
@@ -24,10 +28,10 @@ STATE_STATUS: Mapping[str, HealthStatus] = {
 class CircuitBreakerCheck(HealthCheck):
     """RED when a watched breaker is open; YELLOW when one is half-open, forced open or disabled.
 
-    Watches the breakers called *breakers* (default: every breaker in the process, from
-    :func:`otelres.resilience.all_breakers`). A watched name with no breaker yet is GREEN
-    (it has never failed) and listed under ``details["not_created"]``. ``details["breakers"]``
-    maps each breaker to its state.
+    Watches the breakers called *breakers* (default: every live breaker in the process,
+    whether from the registry or built directly with ``CircuitBreaker(...)``). A watched
+    name with no breaker yet is GREEN (it has never failed) and listed under
+    ``details["not_created"]``. ``details["breakers"]`` maps each breaker to its state.
 
     *source* replaces the breaker lookup (a function returning breakers, each with
     ``name`` and ``state``); handy for tests and for breakers kept elsewhere.
@@ -49,11 +53,11 @@ class CircuitBreakerCheck(HealthCheck):
     def check(self) -> HealthResult:
         """Read each watched breaker's state now; the worst decides the status."""
         states: dict[str, str] = {}
-        for breaker in _breakers(self._source):
+        for breaker in live_components(self._source, _PUBLISHED, "PUBLISHED.live"):
             breaker_name = str(getattr(breaker, "name", ""))
             if self.watched and breaker_name not in self.watched:
                 continue
-            states[breaker_name] = _state_text(getattr(breaker, "state", "unknown"))
+            states[breaker_name] = _state_text(_state_of(breaker))
         missing = [n for n in self.watched if n not in states]
         by_status: dict[HealthStatus, list[str]] = {}
         for breaker_name, state in sorted(states.items()):
@@ -72,21 +76,12 @@ class CircuitBreakerCheck(HealthCheck):
         return HealthResult(self.name, status, message, details)
 
 
-def _breakers(source: Callable[[], Iterable[Any]] | None) -> list[Any]:
-    """The breakers to look at: from *source*, else the registry if resilience is loaded."""
-    if source is not None:
-        found: Any = source()
-    else:
-        # Not imported when absent: then no such object can exist in this process, and
-        # the CLI stays fast.
-        module = sys.modules.get("otelres.resilience._breaker")
-        lookup = getattr(module, "all_breakers", None)
-        if lookup is None:
-            return []
-        found = lookup()
-    if isinstance(found, Mapping):
-        found = found.values()
-    return list(found)
+def _state_of(breaker: Any) -> Any:
+    """A breaker's state: its ``state``, else what its published instruments read."""
+    state = getattr(breaker, "state", None)
+    if state is None and callable(getattr(breaker, "_current_state", None)):
+        state = breaker._current_state()
+    return "unknown" if state is None else state
 
 
 def _state_text(state: Any) -> str:

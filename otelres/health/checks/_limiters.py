@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from otelres.health._check import HealthCheck
 from otelres.health._model import HealthResult, HealthStatus
+from otelres.health.checks._lookup import live_components
 
 __all__ = ["LimiterCounts", "RateLimiterCheck"]
 
@@ -65,7 +65,7 @@ class RateLimiterCheck(HealthCheck):
         """Compare each limiter's counts with the previous run's and judge the difference."""
         report: dict[str, dict[str, Any]] = {}
         problems: list[str] = []
-        for limiter in _limiters(self._source):
+        for limiter in live_components(self._source, "otelres.resilience._rate_limiter", "all_limiters"):
             limiter_name = str(getattr(limiter, "name", ""))
             if self.watched and limiter_name not in self.watched:
                 continue
@@ -118,20 +118,3 @@ def limiter_counts(limiter: Any) -> LimiterCounts | None:
         return int(value or 0)
 
     return LimiterCounts(read("acquired"), read("waited"), read("rejected"))
-
-
-def _limiters(source: Callable[[], Iterable[Any]] | None) -> list[Any]:
-    """The limiters to look at: from *source*, else every live limiter if resilience is loaded."""
-    if source is not None:
-        found: Any = source()
-    else:
-        # Not imported when absent: then no such object can exist in this process, and
-        # the CLI stays fast.
-        module = sys.modules.get("otelres.resilience._rate_limiter")
-        lookup = getattr(module, "all_limiters", None)
-        if lookup is None:
-            return []
-        found = lookup()
-    if isinstance(found, Mapping):
-        found = found.values()
-    return list(found)
