@@ -155,6 +155,31 @@ def test_backup_freshness_with_a_real_backup_manager(tmp_path: Path) -> None:
     assert BackupFreshnessCheck(manager, interval_hours=24, clock=lambda: later).check().status is HealthStatus.YELLOW
 
 
+def test_only_damaged_backups_are_red_naming_the_damage(tmp_path: Path) -> None:
+    """When every backup BackupManager lists is damaged, the check is RED naming the newest
+    damaged backup and its problem, not "no backup found"."""
+    from otelres.backup import BackupManager
+
+    manager = BackupManager(tmp_path / "backups")
+    backup_id = manager.create_backup({"portfolio": {"BTC": 1.5}}, backup_type="manual")
+    for manifest in (tmp_path / "backups").rglob("*manifest*"):
+        manifest.write_bytes(manifest.read_bytes() + b"garbage")
+    result = BackupFreshnessCheck(manager, interval_hours=24).check()
+    assert result.status is HealthStatus.RED
+    assert result.message.startswith(f"no valid backup: 1 unusable backup, newest {backup_id}: ")
+    assert result.details["unusable"][0]["backup_id"] == backup_id
+
+
+def test_breakers_built_directly_are_found_by_default() -> None:
+    """Without a source the check also sees breakers built with CircuitBreaker(...), not
+    only those of the registry."""
+    breaker = CircuitBreaker("health_direct_probe", failure_threshold=1)
+    _fail(breaker, 1)
+    result = CircuitBreakerCheck().check()
+    assert result.status is HealthStatus.RED
+    assert result.details["breakers"]["health_direct_probe"] == "open"
+
+
 def test_disk_space_thresholds(tmp_path: Path) -> None:
     """Free space above the minimum is GREEN, below it YELLOW, below the critical level RED."""
     free = shutil.disk_usage(tmp_path).free

@@ -62,10 +62,11 @@ class BackupFreshnessCheck(HealthCheck):
             from otelres.config import current
 
             interval = current().backup.interval_hours
-        latest = _latest(self._manager())
+        manager = self._manager()
+        latest = _latest(manager)
         details: dict[str, Any] = {"interval_hours": interval}
         if latest is None:
-            return HealthResult(self.name, HealthStatus.RED, "no backup found", details)
+            return HealthResult(self.name, HealthStatus.RED, _why_none(manager, details), details)
         age_hours = max(0.0, (self._clock() - _unix_time(latest.timestamp)) / 3600.0)
         details["backup_id"] = str(getattr(latest, "backup_id", ""))
         details["age"] = {"value": round(age_hours, 3), "unit": "h"}
@@ -150,6 +151,26 @@ def _latest(manager: Any) -> Any:
     for backup in manager.list_backups():
         return backup
     return None
+
+
+def _why_none(manager: Any, details: dict[str, Any]) -> str:
+    """Why there is no usable backup: none at all, or only damaged or incomplete ones
+    (named in *details*, so "no backup" never hides a backup that needs attention)."""
+    unusable = [b for b in manager.list_backups() if getattr(b, "valid", True) is False]
+    if not unusable:
+        return "no backup found"
+    newest = unusable[0]
+    details["unusable"] = [
+        {"backup_id": str(b.backup_id), "status": str(getattr(b, "status", "")),
+         "problem": getattr(b, "problem", None)}
+        for b in unusable[:10]
+    ]
+    problem = getattr(newest, "problem", None) or getattr(newest, "status", "not valid")
+    count = len(unusable)
+    return (
+        f"no valid backup: {count} unusable backup{'s' if count != 1 else ''}, "
+        f"newest {newest.backup_id}: {problem}"
+    )
 
 
 def _unix_time(stamp: Any) -> float:
