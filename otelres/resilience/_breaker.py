@@ -34,6 +34,7 @@ from otelres.resilience._breaker_storage import (
 from otelres.resilience._breaker_window import CountWindow, OutcomeWindow, TimeWindow
 from otelres.resilience._calls import check_decoratable
 from otelres.resilience._calls import is_async as _is_async
+from otelres.resilience._checks import Checker
 from otelres.resilience._errors import CircuitBreakerOpenError
 
 if TYPE_CHECKING:
@@ -66,8 +67,10 @@ _DISABLED = BreakerState.DISABLED
 _NO_PROBE = -1
 """The permit of a call that is not a half-open probe (probe permits are generations >= 0)."""
 
-ExceptionFilter = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
-"""Exception classes, or a predicate taking the exception."""
+ExceptionFilter = (
+    tuple[type[BaseException], ...] | list[type[BaseException]] | Callable[[BaseException], bool]
+)
+"""Exception classes (a tuple or a list), or a predicate taking the exception."""
 
 Listener = Callable[[BreakerTransition], object]
 
@@ -198,7 +201,7 @@ class CircuitBreaker:
                 )
             reset_timeout = timeout_seconds
         settings, default_enabled = _configured(name)
-        check = _Checker(name)
+        check = Checker("CircuitBreaker", name)
         self._name = name
         self._threshold = check.integer(
             "failure_threshold", failure_threshold, settings.threshold, 1
@@ -835,55 +838,12 @@ def _configured(name: str) -> tuple[BreakerSettings, bool]:
     return resilience.breaker(name), resilience.circuit_breaker_enabled
 
 
-class _Checker:
-    """Validates constructor arguments, naming the breaker and the argument at fault."""
-
-    __slots__ = ("_where",)
-
-    def __init__(self, name: str) -> None:
-        self._where = f"CircuitBreaker({name!r})"
-
-    def integer(self, arg: str, value: int | None, default: int, minimum: int) -> int:
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{self._where}: {arg} must be an integer >= {minimum}, got {value!r}")
-        return value
-
-    def number(
-        self, arg: str, value: float | None, default: float, minimum: float | None = None
-    ) -> float:
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise ValueError(f"{self._where}: {arg} must be a number, got {value!r}")
-        if minimum is None and value <= 0:
-            raise ValueError(f"{self._where}: {arg} must be > 0, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"{self._where}: {arg} must be >= {minimum}, got {value!r}")
-        return float(value)
-
-    def optional_number(self, arg: str, value: float | None, default: float | None) -> float | None:
-        if value is None:
-            return default
-        return self.number(arg, value, 0.0)
-
-    def ratio(self, arg: str, value: float | None, default: float | None) -> float | None:
-        if value is None:
-            return default
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not 0 < value <= 1
-        ):
-            raise ValueError(f"{self._where}: {arg} must be a number in (0, 1], got {value!r}")
-        return float(value)
-
-
 def _matcher(arg: str, name: str, spec: ExceptionFilter) -> Callable[[BaseException], bool]:
     """A predicate for *spec*: a tuple of exception classes, or a predicate already."""
     if isinstance(spec, type) and issubclass(spec, BaseException):
         spec = (spec,)
+    if isinstance(spec, (list, set, frozenset)):  # pybreaker's exclude=[...] habit
+        spec = tuple(spec)
     if isinstance(spec, tuple):
         for item in spec:
             if not (isinstance(item, type) and issubclass(item, BaseException)):

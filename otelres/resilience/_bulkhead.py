@@ -33,6 +33,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otelres import _otel
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate
+from otelres.resilience._checks import Checker
 from otelres.resilience._errors import BulkheadFullError
 
 if TYPE_CHECKING:
@@ -121,12 +122,10 @@ class Bulkhead:
         span_mode: SpanMode | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        if not isinstance(max_concurrent, int) or max_concurrent < 1:
-            raise ValueError(f"Bulkhead {name!r}: max_concurrent must be an int >= 1")
-        if not isinstance(max_queue, int) or max_queue < 0:
-            raise ValueError(f"Bulkhead {name!r}: max_queue must be an int >= 0")
-        if queue_timeout is not None and queue_timeout <= 0:
-            raise ValueError(f"Bulkhead {name!r}: queue_timeout must be > 0 or None")
+        check = Checker("Bulkhead", name)
+        check.integer("max_concurrent", max_concurrent, 1, 1)
+        check.integer("max_queue", max_queue, 0, 0)
+        queue_timeout = check.optional_number("queue_timeout", queue_timeout, None)
         self.name = name
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue

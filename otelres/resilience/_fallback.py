@@ -35,6 +35,7 @@ from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate, direct, direct_async
+from otelres.resilience._checks import Checker
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -119,20 +120,21 @@ class Fallback:
         span_mode: SpanMode | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
+        check = Checker("Fallback", name)
         given = [value is not _UNSET, handler is not None, bool(last_good)]
         if sum(given) != 1:
             raise ValueError(f"Fallback {name!r}: give exactly one of value=, handler= or last_good=True")
-        if max_age is not None and max_age <= 0:
-            raise ValueError(f"Fallback {name!r}: max_age must be > 0 or None; got {max_age!r}")
-        if max_entries < 1:
-            raise ValueError(f"Fallback {name!r}: max_entries must be >= 1; got {max_entries!r}")
-        classes = on if isinstance(on, tuple) else (on,)
-        for cls in classes:
-            if not (isinstance(cls, type) and issubclass(cls, Exception)):
-                raise TypeError(
-                    f"Fallback {name!r}: on= takes Exception subclasses (BaseException ones "
-                    f"like CancelledError always pass through); got {cls!r}"
-                )
+        check.optional_callable("handler", handler)
+        check.optional_callable("key", key)
+        max_age = check.optional_number("max_age", max_age, None)
+        check.integer("max_entries", max_entries, 1, 1)
+        if then is not None and not isinstance(then, Fallback):
+            raise TypeError(f"Fallback {name!r}: then= must be another Fallback, got {then!r}")
+        # BaseException subclasses like CancelledError always pass through: on= takes Exceptions.
+        spec = check.exception_spec("on=", on, Exception)
+        if not isinstance(spec, tuple):
+            raise TypeError(f"Fallback {name!r}: on= takes Exception subclasses, got {on!r}")
+        classes = cast("tuple[type[Exception], ...]", spec)
         self.name = name
         self._value = value
         self._handler = handler

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from otelres import _otel
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate, direct, direct_async
+from otelres.resilience._checks import Checker
 from otelres.resilience._errors import RateLimitExceededError
 
 if TYPE_CHECKING:
@@ -127,6 +128,15 @@ class Policy:
         span_mode: SpanMode | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
+        _check_guards(
+            name,
+            breaker=breaker,
+            retry=retry,
+            limiter=limiter,
+            fallback=fallback,
+            timeout=timeout,
+            bulkhead=bulkhead,
+        )
         if limiter is not None and not 0 < cost <= limiter.capacity:
             raise ValueError(
                 f"Policy {name!r}: cost must be > 0 and <= the limiter's capacity "
@@ -297,6 +307,33 @@ class Policy:
                 return traced
         result: T = await self._invoke_async(fn, args, kwargs)
         return result
+
+
+def _check_guards(name: str, **guards: object) -> None:
+    """Raise a TypeError naming the argument when a guard is not of its kind (``retry=`` a
+    ``Breaker``), instead of failing on the first call."""
+    from otelres.resilience._breaker import CircuitBreaker
+    from otelres.resilience._bulkhead import Bulkhead
+    from otelres.resilience._fallback import Fallback
+    from otelres.resilience._rate_limiter import RateLimiter
+    from otelres.resilience._retry import Retry
+    from otelres.resilience._timeout import Timeout
+
+    kinds: dict[str, type] = {
+        "breaker": CircuitBreaker,
+        "retry": Retry,
+        "limiter": RateLimiter,
+        "fallback": Fallback,
+        "timeout": Timeout,
+        "bulkhead": Bulkhead,
+    }
+    Checker("Policy", name)
+    for arg, guard in guards.items():
+        kind = kinds[arg]
+        if guard is not None and not isinstance(guard, kind):
+            raise TypeError(
+                f"Policy({name!r}): {arg}= must be a {kind.__name__} or None, got {guard!r}"
+            )
 
 
 # --------------------------------------------------------------------------- from config

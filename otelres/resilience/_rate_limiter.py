@@ -40,6 +40,7 @@ from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate
+from otelres.resilience._checks import Checker
 from otelres.resilience._errors import RateLimitExceededError
 from otelres.resilience._rate_limiter_backend import LocalTokenBucket, TokenBucketBackend
 
@@ -242,10 +243,14 @@ class RateLimiter:
         span_mode: SpanMode | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        if mode not in ("wait", "reject"):
-            raise ValueError(f"RateLimiter {name!r}: mode must be 'wait' or 'reject'; got {mode!r}")
-        if max_wait is not None and max_wait < 0:
-            raise ValueError(f"RateLimiter {name!r}: max_wait must be >= 0 or None; got {max_wait!r}")
+        check = Checker("RateLimiter", name)
+        check.choice("mode", mode, ("wait", "reject"))
+        if max_wait is not None:
+            max_wait = check.at_least("max_wait", max_wait, 0.0)
+        if rate is not None:
+            rate = check.positive("rate", rate)
+        if capacity is not None:
+            capacity = check.positive("capacity", capacity)
         if backend is None:
             if rate is None:
                 raise TypeError(f"RateLimiter {name!r}: pass rate= (tokens per second) or backend=")

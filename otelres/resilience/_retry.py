@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
@@ -41,6 +41,7 @@ from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate, direct, direct_async
+from otelres.resilience._checks import Checker
 from otelres.resilience._errors import CircuitBreakerOpenError, RateLimitExceededError
 
 if TYPE_CHECKING:
@@ -59,7 +60,9 @@ _log = logging.getLogger("otelres")
 
 T = TypeVar("T")
 Jitter = Literal["full", "decorrelated", "none"]
-ExceptionTypes: TypeAlias = "type[BaseException] | tuple[type[BaseException], ...]"
+ExceptionTypes: TypeAlias = (
+    "type[BaseException] | tuple[type[BaseException], ...] | list[type[BaseException]]"
+)
 RetryOn: TypeAlias = "ExceptionTypes | Callable[[BaseException], bool]"
 Invoke = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
 
@@ -124,10 +127,6 @@ def _default_retry_after(exc: BaseException) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
     return None
-
-
-def _is_exception_class(value: object) -> bool:
-    return isinstance(value, type) and issubclass(value, BaseException)
 
 
 class _NotAResult:
@@ -296,50 +295,39 @@ class Retry:
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"Retry {name!r}: max_attempts must be an int >= 1; got {max_attempts!r}")
-        for arg, value in (("initial_delay", initial_delay), ("max_delay", max_delay)):
-            if value < 0:
-                raise ValueError(f"Retry {name!r}: {arg} must be >= 0; got {value!r}")
-        if multiplier < 1:
-            raise ValueError(f"Retry {name!r}: multiplier must be >= 1; got {multiplier!r}")
-        if jitter not in ("full", "decorrelated", "none"):
-            raise ValueError(
-                f"Retry {name!r}: jitter must be 'full', 'decorrelated' or 'none'; got {jitter!r}"
-            )
-        if deadline is not None and deadline <= 0:
-            raise ValueError(f"Retry {name!r}: deadline must be > 0 or None; got {deadline!r}")
-        if span_mode is not None and span_mode not in _otel.SPAN_MODES:
-            raise ValueError(f"Retry {name!r}: span_mode must be one of {_otel.SPAN_MODES}")
+        check = Checker("Retry", name)
+        check.integer("max_attempts", max_attempts, 1, 1)
+        initial_delay = check.at_least("initial_delay", initial_delay, 0.0)
+        max_delay = check.at_least("max_delay", max_delay, 0.0)
+        multiplier = check.at_least("multiplier", multiplier, 1.0)
+        check.choice("jitter", jitter, ("full", "decorrelated", "none"))
+        deadline = check.optional_number("deadline", deadline, None)
+        if span_mode is not None:
+            check.choice("span_mode", span_mode, _otel.SPAN_MODES)
+        for arg, function in (
+            ("retry_if_result", retry_if_result),
+            ("retry_after", retry_after),
+            ("retry_safe", retry_safe),
+        ):
+            check.optional_callable(arg, function)
         self.name = name
         self.max_attempts = max_attempts
-        self.initial_delay = float(initial_delay)
-        self.max_delay = float(max_delay)
-        self.multiplier = float(multiplier)
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.multiplier = multiplier
         self.jitter: Jitter = jitter
         self.deadline = deadline
         self.retry_after = retry_after
         self.retry_if_result = retry_if_result
         self.idempotent = idempotent
         self.retry_safe = retry_safe
-        if _is_exception_class(retry_on):
-            self._retry_classes: tuple[type[BaseException], ...] | None = (
-                cast("type[BaseException]", retry_on),
-            )
+        spec = check.exception_spec("retry_on", retry_on)
+        if isinstance(spec, tuple):
+            self._retry_classes: tuple[type[BaseException], ...] | None = spec
             self._retry_predicate: Callable[[BaseException], bool] | None = None
-        elif isinstance(retry_on, tuple):
-            bad = [c for c in retry_on if not _is_exception_class(c)]
-            if bad:
-                raise TypeError(f"Retry {name!r}: retry_on holds non-exception types {bad!r}")
-            self._retry_classes, self._retry_predicate = retry_on, None
-        elif callable(retry_on):
-            self._retry_classes = None
-            self._retry_predicate = cast("Callable[[BaseException], bool]", retry_on)
         else:
-            raise TypeError(
-                f"Retry {name!r}: retry_on must be exception classes or a predicate, got {retry_on!r}"
-            )
-        self._hooks: tuple[RetryHook, ...] = (on_retry,) if callable(on_retry) else tuple(on_retry)
+            self._retry_classes, self._retry_predicate = None, spec
+        self._hooks: tuple[RetryHook, ...] = check.callables("on_retry", on_retry)
         self._clock = clock
         self._sleep = sleep
         self._async_sleep = async_sleep

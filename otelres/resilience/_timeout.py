@@ -43,6 +43,7 @@ from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate
+from otelres.resilience._checks import Checker
 from otelres.resilience._errors import CallTimeoutError
 
 if TYPE_CHECKING:
@@ -86,10 +87,9 @@ class Timeout:
         span_mode: SpanMode | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        if not seconds > 0:
-            raise ValueError(f"Timeout {name!r}: seconds must be > 0; got {seconds!r}")
-        if max_workers < 1:
-            raise ValueError(f"Timeout {name!r}: max_workers must be >= 1; got {max_workers!r}")
+        check = Checker("Timeout", name)
+        seconds = check.positive("seconds", seconds)
+        check.integer("max_workers", max_workers, 1, 1)
         self.name = name
         self.seconds = float(seconds)
         self.max_workers = max_workers
