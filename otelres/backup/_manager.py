@@ -170,6 +170,8 @@ class BackupManager:
             check_level(self.compression, self.compression_level)
         self.retention = retention or RetentionPolicy.from_settings(settings)
         self._hmac_key = hmac_key.encode() if isinstance(hmac_key, str) else hmac_key
+        if self._hmac_key is not None and not self._hmac_key:
+            raise BackupError("hmac_key is empty: an empty key signs nothing; pass a long secret")
         self._hmac_env = settings.hmac_key_env if hmac_key_env is None else hmac_key_env
         self.max_restore_bytes = (
             settings.max_restore_bytes if max_restore_bytes is None else max_restore_bytes
@@ -206,8 +208,9 @@ class BackupManager:
         if value:
             return value.encode()
         if required:
+            state = "empty" if value == "" else "not set"
             raise BackupError(
-                f"backup.hmac_key_env names ${self._hmac_env}, which is not set; "
+                f"backup.hmac_key_env names ${self._hmac_env}, which is {state}; "
                 "set it (signing is on) or clear backup.hmac_key_env"
             )
         return None
@@ -253,11 +256,7 @@ class BackupManager:
                     span.set_attribute("backup.id", backup_id)
                     span.set_attribute("backup.size", size)
         except BaseException as exc:
-            outcome = {**attributes, "backup.outcome": "failure", "error.type": type(exc).__name__}
-            _telemetry.record_duration(
-                self._meter_provider, time.perf_counter() - started, outcome
-            )
-            self._count(backup_type, "failure")
+            self._record_failure(backup_type, exc, time.perf_counter() - started)
             raise
         elapsed = time.perf_counter() - started
         _telemetry.record_duration(
@@ -543,9 +542,12 @@ class BackupManager:
             _log.warning("backup %s failed verification: %s", backup_id, report)
         return report
 
-    def _resolve(self, backup_id: str = "latest") -> tuple[Manifest, tuple[str, ...]]:
+    def _resolve(
+        self, backup_id: str = "latest", *, load_json: bool = False
+    ) -> tuple[Manifest, tuple[str, ...], dict[str, Any]]:
         """The checked manifest of *backup_id*, or of the newest backup that passes every
-        check for ``"latest"``; also the ids of damaged backups skipped on the way.
+        check for ``"latest"``; the ids of damaged backups skipped on the way; and, with
+        *load_json*, the decoded JSON entries (read in the same pass as the checks).
 
         Raises :class:`BackupNotFoundError` (unknown id, or no valid backup) and
         :class:`BackupCorruptError` (the named backup is damaged).
@@ -553,32 +555,53 @@ class BackupManager:
         key = self._key(required=True)
         if backup_id != "latest":
             self._require(backup_id)
-            manifest = self._checked(backup_id, key)
-            return manifest, ()
+            manifest, loaded = self._checked(backup_id, key, load_json)
+            return manifest, (), loaded
         skipped: list[str] = []
         for info in self.list_backups():
             if info.status == "incomplete":
                 continue
             try:
-                return self._checked(info.backup_id, key), tuple(skipped)
+                manifest, loaded = self._checked(info.backup_id, key, load_json)
             except BackupCorruptError as exc:
                 _log.warning("skipping damaged backup %s: %s", info.backup_id, exc)
                 skipped.append(info.backup_id)
+                continue
+            return manifest, tuple(skipped), loaded
         raise BackupNotFoundError(
             "latest", self.location, f"no valid backup in {self.location}"
             + (f" ({len(skipped)} damaged backups skipped)" if skipped else "")
         )
 
-    def _checked(self, backup_id: str, key: bytes | None) -> Manifest:
-        """The manifest of *backup_id* after every check passed, else :class:`BackupCorruptError`."""
+    def _checked(
+        self, backup_id: str, key: bytes | None, load_json: bool = False
+    ) -> tuple[Manifest, dict[str, Any]]:
+        """The manifest of *backup_id* after every check passed (else
+        :class:`BackupCorruptError`), with its JSON entries decoded when *load_json*."""
         try:
             manifest = self._manifest(backup_id, key)
         except ManifestError as exc:
             raise BackupCorruptError(backup_id, [(None, str(exc))]) from None
-        problems = check_entries(self.storage, manifest, self.max_restore_bytes, deep=True)
+        loaded: dict[str, Any] = {}
+
+        def decode(record: EntryRecord, chunks: Iterator[bytes]) -> None:
+            if record.kind != "json":
+                for _ in chunks:
+                    pass
+                return
+            raw = b"".join(chunks)  # every check has passed once this returns
+            try:
+                loaded[record.name] = json.loads(raw)
+            except ValueError as exc:
+                raise EntryDamaged(record.name, f"not valid JSON ({exc})") from None
+
+        problems = check_entries(
+            self.storage, manifest, self.max_restore_bytes, deep=True,
+            consume=decode if load_json else None,
+        )
         if problems:
             raise BackupCorruptError(backup_id, problems)
-        return manifest
+        return manifest, loaded
 
     def read_entry(self, backup_id: str, record: EntryRecord) -> Iterator[bytes]:
         """Stream the original bytes of one entry; raises :class:`EntryDamaged` at the end
@@ -588,35 +611,14 @@ class BackupManager:
     def load_backup(self, backup_id: str = "latest") -> dict[str, Any]:
         """The JSON entries of *backup_id* (or of the newest valid backup) as a dict.
 
-        Every entry is checked before it is returned; a damaged backup raises
-        :class:`BackupCorruptError` naming each bad entry. Files and SQLite entries are
-        not loaded (restore them with :class:`RecoveryManager`).
+        The backup gets every check a restore gets (safe entry names, both checksums of
+        every entry, the signature) before anything is returned; a damaged backup raises
+        :class:`BackupCorruptError` naming each bad entry, and ``"latest"`` skips damaged
+        backups exactly as :meth:`RecoveryManager.restore` does. Files and SQLite entries
+        are checked but not loaded (restore them with :class:`RecoveryManager`).
         """
-        if backup_id != "latest":
-            self._require(backup_id)
-        key = self._key(required=True)
-        if backup_id == "latest":
-            manifest, _ = self._resolve("latest")
-        else:
-            try:
-                manifest = self._manifest(backup_id, key)
-            except ManifestError as exc:
-                raise BackupCorruptError(backup_id, [(None, str(exc))]) from None
-        problems: list[tuple[str | None, str]] = []
-        result: dict[str, Any] = {}
-        for record in manifest.entries:
-            if record.kind != "json":
-                continue
-            try:
-                raw = b"".join(self.read_entry(manifest.backup_id, record))
-                result[record.name] = json.loads(raw)
-            except EntryDamaged as exc:
-                problems.append((record.name, exc.reason))
-            except ValueError as exc:
-                problems.append((record.name, f"not valid JSON ({exc})"))
-        if problems:
-            raise BackupCorruptError(manifest.backup_id, problems)
-        return result
+        _, _, loaded = self._resolve(backup_id, load_json=True)
+        return loaded
 
     # ------------------------------------------------------------------ delete / prune
     def delete_backup(self, backup_id: str) -> None:
@@ -636,7 +638,11 @@ class BackupManager:
         damaged, it does not count as the one backup that must survive.
         """
         moment = now or (self._clock() if self._clock else _utc_now())
-        key = self._key(required=False)
+        if moment.tzinfo is None:
+            raise ValueError(f"now: expected a timezone-aware datetime, got {moment!r}")
+        # Deleting on the word of unsigned manifests would let a forged "newest" backup
+        # push real ones out: with signing on, pruning needs the key.
+        key = self._key(required=True)
         infos = [b for b in self.list_backups() if b.status != "incomplete"]
         while True:
             plan = plan_retention(infos, self.retention, moment)
@@ -675,6 +681,20 @@ class BackupManager:
         )
 
     # ------------------------------------------------------------------ telemetry
+    def _record_failure(self, backup_type: str, exc: BaseException, seconds: float) -> None:
+        """Count one failed backup attempt (``.created``, ``.duration`` with ``error.type``).
+
+        Also used by :class:`BackupScheduler` when the state function fails before
+        :meth:`create_backup` is reached: that too is a scheduled backup that did not happen.
+        """
+        attributes = {
+            "backup.type": backup_type,
+            "backup.outcome": "failure",
+            "error.type": type(exc).__name__,
+        }
+        _telemetry.record_duration(self._meter_provider, seconds, attributes)
+        self._count(backup_type, "failure")
+
     def _count(self, backup_type: str, outcome: str) -> None:
         """Count one attempted backup of *backup_type* with *outcome* (for ``.created``)."""
         with self._stats_lock:

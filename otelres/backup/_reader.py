@@ -7,7 +7,7 @@ path data takes out of a backup, it is checked the same way.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from otelres.backup._codec import HashingReader, PlainTooLarge, iter_plain
@@ -49,20 +49,29 @@ def iter_entry(
         raise EntryDamaged(record.name, f"stored file {record.path} is missing") from None
     except UnsafeEntryError as exc:
         raise EntryDamaged(record.name, str(exc)) from None
+    except OSError as exc:
+        raise EntryDamaged(record.name, _unreadable(record, exc)) from None
     plain = hashlib.sha256()
     size = 0
+    # Stop at the recorded size (+1 byte, to notice the excess): a manifest that lies about
+    # a small entry makes a bomb cost nothing, not up to the restore limit.
+    cap = record.size + 1
     with raw:
         source = HashingReader(raw)
         try:
-            for chunk in iter_plain(record.compression, source, limit):
+            for chunk in iter_plain(record.compression, source, cap):
                 plain.update(chunk)
                 size += len(chunk)
                 yield chunk
             source.drain()
-        except PlainTooLarge as exc:
-            raise EntryDamaged(record.name, str(exc)) from None
+        except PlainTooLarge:
+            raise EntryDamaged(
+                record.name, f"decompresses past its recorded size of {record.size} bytes"
+            ) from None
         except CompressionUnavailableError:
             raise  # a missing package is not damage: say what to install
+        except OSError as exc:
+            raise EntryDamaged(record.name, _unreadable(record, exc)) from None
         except BackupError as exc:
             stored_ok = _stored_digest(source) == record.sha256
             why = str(exc) if stored_ok else "stored bytes do not match their SHA-256"
@@ -71,6 +80,11 @@ def iter_entry(
         raise EntryDamaged(record.name, "stored bytes do not match their SHA-256")
     if size != record.size or plain.hexdigest() != record.content_sha256:
         raise EntryDamaged(record.name, "content does not match its SHA-256")
+
+
+def _unreadable(record: EntryRecord, exc: OSError) -> str:
+    """Why stored entry *record* cannot be read (permissions, an I/O error), for messages."""
+    return f"stored file {record.path} cannot be read: {exc.strerror or exc}"
 
 
 def _stored_digest(source: HashingReader) -> str:
@@ -83,13 +97,20 @@ def _stored_digest(source: HashingReader) -> str:
 
 
 def check_entries(
-    storage: BackupStorage, manifest: Manifest, limit: int, *, deep: bool
+    storage: BackupStorage,
+    manifest: Manifest,
+    limit: int,
+    *,
+    deep: bool,
+    consume: Callable[[EntryRecord, Iterator[bytes]], None] | None = None,
 ) -> list[tuple[str | None, str]]:
     """Every problem of the entries of *manifest*, as ``(entry name, what is wrong)``.
 
     Shallow checks (always): a safe name, a stored file that exists, is not a link and
     has the recorded size. Deep checks (``deep=True``): every byte read back, both
-    SHA-256 sums and the decompressed size compared with the manifest.
+    SHA-256 sums and the decompressed size compared with the manifest. *consume*, when
+    given, receives each entry's chunks instead of them being discarded (it must exhaust
+    them and may raise :class:`EntryDamaged`), so a caller reads each entry only once.
     """
     problems: list[tuple[str | None, str]] = []
     seen: dict[str, str] = {}
@@ -118,8 +139,12 @@ def check_entries(
             continue
         if deep:
             try:
-                for _ in iter_entry(storage, manifest.backup_id, record, limit):
-                    pass
+                chunks = iter_entry(storage, manifest.backup_id, record, limit)
+                if consume is None:
+                    for _ in chunks:
+                        pass
+                else:
+                    consume(record, chunks)
             except EntryDamaged as exc:
                 problems.append((record.name, exc.reason))
     return problems

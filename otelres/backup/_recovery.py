@@ -30,6 +30,7 @@ from otelres.backup._errors import BackupCorruptError, BackupError, RestoreRefus
 from otelres.backup._manager import BackupManager, VerifyReport
 from otelres.backup._manifest import restore_path
 from otelres.backup._reader import EntryDamaged
+from otelres.backup._storage import LocalDirectoryStorage, fsync_dir, write_new_file
 
 if TYPE_CHECKING:
     from otelres.backup._manifest import BackupInfo, Manifest
@@ -127,7 +128,7 @@ class RecoveryManager:
         with _telemetry.backup_span(
             self.manager._tracer_provider, "otelres.backup.restore", {"backup.dry_run": dry_run}
         ) as span:
-            manifest, skipped = self.manager._resolve(backup_id)
+            manifest, skipped, _ = self.manager._resolve(backup_id)
             if span is not None:
                 span.set_attribute("backup.id", manifest.backup_id)
             planned = self._plan(manifest)
@@ -153,11 +154,26 @@ class RecoveryManager:
             planned.append(RestoredEntry(record.name, record.kind, where.as_posix(), record.size))
         return tuple(planned)
 
-    @staticmethod
-    def _check_target(target: Path, overwrite: bool) -> None:
-        """Refuse a target that is a link, not a directory, or not empty without *overwrite*."""
+    def _check_target(self, target: Path, overwrite: bool) -> None:
+        """Refuse a target that is a link, not a directory, or not empty without *overwrite*,
+        and any target that would put the backups themselves (or the current directory) at
+        risk: the backup directory, anything inside it, or anything that contains it."""
         if target.is_symlink():
             raise RestoreRefusedError(f"restore target {target} is a symbolic link; refused")
+        where = target.resolve()
+        storage = self.manager.storage
+        if isinstance(storage, LocalDirectoryStorage):
+            root = storage.root.resolve()
+            if where == root or root in where.parents or where in root.parents:
+                raise RestoreRefusedError(
+                    f"restore target {target} overlaps the backup directory {storage.location}; "
+                    "restoring there could destroy the backups themselves; choose another directory"
+                )
+        if where in Path.cwd().resolve().parents or where == Path.cwd().resolve():
+            raise RestoreRefusedError(
+                f"restore target {target} contains the current directory; "
+                "choose a directory of its own (e.g. --to restored/latest)"
+            )
         if target.exists():
             if not target.is_dir():
                 raise RestoreRefusedError(f"restore target {target} exists and is not a directory")
@@ -208,25 +224,13 @@ class RecoveryManager:
         if staging.resolve() not in destination.resolve().parents:
             raise RestoreRefusedError(f"entry {record.name!r} would leave the target; refused")
         destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(destination, flags, 0o600)
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as out:
-                for chunk in self.manager.read_entry(backup_id, record):
-                    out.write(chunk)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new_file(destination, self.manager.read_entry(backup_id, record))
 
 
 def _fsync_tree(root: Path) -> None:
     """fsync every directory under *root*, deepest first, so their entries are durable."""
     for folder, _dirs, _files in os.walk(root, topdown=False):
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(Path(folder))
 
 
 def _publish(staging: Path, target: Path) -> None:
@@ -253,11 +257,7 @@ def _publish(staging: Path, target: Path) -> None:
             os.rename(aside, target)
             raise
         shutil.rmtree(aside, ignore_errors=True)
-    fd = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(parent)
 
 
 def _exchange(first: Path, second: Path) -> bool:

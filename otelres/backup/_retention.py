@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from otelres.backup._errors import RetentionPolicyError
@@ -97,11 +97,15 @@ class RetentionPlan:
 
 
 def _buckets() -> list[tuple[str, Callable[[datetime], Hashable]]]:
-    """The calendar bucket of each rule: UTC day, ISO week, month."""
+    """The calendar bucket of each rule: UTC day, ISO week, month (whatever the timestamp's
+    own timezone, so a backup made at 01:00 +02:00 falls on the previous UTC day)."""
+    def utc(moment: datetime) -> datetime:
+        return moment.astimezone(timezone.utc)
+
     return [
-        ("daily", lambda t: t.date()),
-        ("weekly", lambda t: t.isocalendar()[:2]),
-        ("monthly", lambda t: (t.year, t.month)),
+        ("daily", lambda t: utc(t).date()),
+        ("weekly", lambda t: utc(t).isocalendar()[:2]),
+        ("monthly", lambda t: utc(t).timetuple()[:2]),
     ]
 
 
@@ -110,8 +114,11 @@ def plan_retention(
 ) -> RetentionPlan:
     """Decide which of *backups* the *policy* keeps at time *now* (nothing is deleted here).
 
-    Raises :class:`RetentionPolicyError` for an empty policy.
+    Raises :class:`RetentionPolicyError` for an empty policy and :class:`ValueError` for a
+    naive *now* (it would be read in no particular timezone).
     """
+    if now.tzinfo is None:
+        raise ValueError(f"now: expected a timezone-aware datetime, got {now!r}")
     if policy.is_empty:
         raise RetentionPolicyError(
             "refusing to prune with an empty retention policy (it would keep only the newest "

@@ -128,15 +128,20 @@ class BackupScheduler:
     def run_once(self) -> str | None:
         """Make one backup now (and prune); return its id, or None when it failed."""
         self.runs += 1
+        started = time.perf_counter()
         try:
             data = self._state() if self._state is not None else None
+        except Exception as exc:
+            # create_backup counts its own failures; this one never reached it.
+            self.manager._record_failure(self.backup_type, exc, time.perf_counter() - started)
+            self._failed(exc, "the state function raised")
+            return None
+        try:
             backup_id = self.manager.create_backup(
                 data, self.backup_type, files=self._files, sqlite=self._sqlite
             )
         except Exception as exc:
-            self.failures += 1
-            self.last_error = exc
-            _log.error("scheduled backup failed: %s: %s", type(exc).__name__, exc)
+            self._failed(exc, "writing it failed")
             return None
         self.last_backup_id = backup_id
         self.last_error = None
@@ -146,6 +151,15 @@ class BackupScheduler:
             except Exception as exc:
                 _log.error("pruning after backup %s failed: %s", backup_id, exc)
         return backup_id
+
+    def _failed(self, exc: Exception, why: str) -> None:
+        """Note a failed run (logged, counted, kept in ``last_error``); the schedule goes on."""
+        self.failures += 1
+        self.last_error = exc
+        _log.error(
+            "scheduled backup failed (%s): %s: %s; retrying in %.0f s",
+            why, type(exc).__name__, exc, self.retry_seconds,
+        )
 
     async def run_async(self) -> None:
         """Run the schedule in an asyncio application, until the task is cancelled::

@@ -94,14 +94,13 @@ def _check_source(kind: str, name: str, path: Path) -> Path:
         raise BackupError(f"{label} {str(path)!r} (entry {name!r}): {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise BackupError(f"{label} {str(path)!r} (entry {name!r}): not a regular file")
-    if kind == "sqlite" and info.st_size:
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(len(_SQLITE_MAGIC))
-        except OSError as exc:
-            raise BackupError(f"{label} {str(path)!r}: {exc.strerror}") from None
-        if head != _SQLITE_MAGIC:
-            raise BackupError(f"{str(path)!r} (entry {name!r}) is not an SQLite database")
+    try:
+        with path.open("rb") as fh:  # unreadable files are refused before anything is written
+            head = fh.read(len(_SQLITE_MAGIC)) if kind == "sqlite" else b""
+    except OSError as exc:
+        raise BackupError(f"{label} {str(path)!r} (entry {name!r}): {exc.strerror}") from None
+    if kind == "sqlite" and info.st_size and head != _SQLITE_MAGIC:
+        raise BackupError(f"{str(path)!r} (entry {name!r}) is not an SQLite database")
     return path
 
 
@@ -150,7 +149,6 @@ class sqlite_snapshot:
     def __exit__(self, *exc: object) -> None:
         if self._dir is not None:
             self._dir.cleanup()
-
 
 
 def plan_entries(

@@ -39,6 +39,8 @@ __all__ = [
     "PendingWrite",
     "StagedBackup",
     "UnsafeEntryError",
+    "fsync_dir",
+    "write_new_file",
 ]
 
 _log = logging.getLogger("otelres.backup")
@@ -141,13 +143,31 @@ class BackupStorage(Protocol):
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """fsync a directory, making the names created or renamed in it durable."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_new_file(path: Path, chunks: Iterable[bytes]) -> int:
+    """Write *chunks* to a new 0600 file (never an existing one, never through a link),
+    flush it to disk, and return the bytes written."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    written = 0
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            for chunk in chunks:
+                if chunk:
+                    out.write(chunk)
+                    written += len(chunk)
+        _sync_data(fd)
+    finally:
+        os.close(fd)
+    return written
 
 
 def _pid_alive(pid: int) -> bool:
@@ -180,24 +200,12 @@ class _LocalStaged:
         """Write *chunks* to a new 0600 file (never an existing one or through a link) and fdatasync it."""
         if not stored_path_ok(path) and path != MANIFEST_NAME:
             raise UnsafeEntryError(f"not an entry name: {path!r}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(self._tmp / path, flags, 0o600)
-        written = 0
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as out:
-                for chunk in chunks:
-                    if chunk:
-                        out.write(chunk)
-                        written += len(chunk)
-            _sync_data(fd)
-        finally:
-            os.close(fd)
-        return written
+        return write_new_file(self._tmp / path, chunks)
 
     def commit(self, manifest: bytes) -> None:
         """Write the manifest, fsync the staging directory, rename it to the id, fsync the root."""
         self.write_entry(MANIFEST_NAME, [manifest])
-        _fsync_dir(self._tmp)
+        fsync_dir(self._tmp)
         if self._final.exists() or self._final.is_symlink():
             raise BackupExistsError(f"backup {self._final.name!r} already exists")
         try:
@@ -208,7 +216,7 @@ class _LocalStaged:
             raise
         self._done = True
         try:
-            _fsync_dir(self._root)
+            fsync_dir(self._root)
         except OSError as exc:
             # The backup is complete and visible; only the durability of its name across a
             # power cut is in doubt. Failing here would report a backup that exists as lost.
@@ -247,6 +255,7 @@ class LocalDirectoryStorage:
     def begin(self, backup_id: str) -> StagedBackup:
         """Create the staging directory ``.tmp-<id>-<pid>`` (0700) for a new backup."""
         self._ensure_root()
+        self._sweep_deleted()
         return _LocalStaged(self.root, backup_id)
 
     def _names(self) -> list[str]:
@@ -265,13 +274,10 @@ class LocalDirectoryStorage:
         return [name for name in self._names() if parse_backup_id(name) is not None]
 
     def pending(self) -> list[PendingWrite]:
-        """Staging directories, with whether their writer still runs; sweeps dead deletions."""
+        """Staging directories, with whether their writer still runs (reads only)."""
         found = []
         now = time.time()
         for name in self._names():
-            if name.startswith(_DEL_PREFIX):
-                self._sweep_deleted(name)
-                continue
             if not name.startswith(_TMP_PREFIX):
                 continue
             backup_id, _, pid_text = name[len(_TMP_PREFIX) :].rpartition("-")
@@ -283,12 +289,19 @@ class LocalDirectoryStorage:
             found.append(PendingWrite(name, backup_id, now - mtime, _pid_alive(pid)))
         return found
 
-    def _sweep_deleted(self, name: str) -> None:
-        # A deletion renames the backup away first; if its process died during the
-        # removal, the rest of the already-deleted backup is garbage.
-        _, _, pid_text = name.rpartition("-")
-        if not (pid_text.isdigit() and _pid_alive(int(pid_text))):
-            shutil.rmtree(self.root / name, ignore_errors=True)
+    def _sweep_deleted(self) -> None:
+        """Finish deletions whose process died half-way (called by writes, never by reads).
+
+        A deletion renames the backup to ``.del-<id>-<pid>`` first; if that process died
+        during the removal, the rest of the already-deleted backup is garbage. Listing and
+        dry runs leave it alone: they write nothing.
+        """
+        for name in self._names():
+            if not name.startswith(_DEL_PREFIX):
+                continue
+            _, _, pid_text = name.rpartition("-")
+            if not (pid_text.isdigit() and _pid_alive(int(pid_text))):
+                shutil.rmtree(self.root / name, ignore_errors=True)
 
     def _backup_dir(self, backup_id: str) -> Path:
         """The directory of *backup_id*; refuses anything that is not an id (no traversal)."""
@@ -362,14 +375,15 @@ class LocalDirectoryStorage:
         folder = self._backup_dir(backup_id)
         if folder.is_symlink() or not folder.is_dir():
             folder.unlink()
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             return
         # Renaming first makes the backup vanish in one step; a crash during the
         # removal then leaves a dot-directory that is not listed as a backup.
         doomed = self.root / f"{_DEL_PREFIX}{backup_id}-{os.getpid()}"
         os.rename(folder, doomed)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         shutil.rmtree(doomed, ignore_errors=True)
+        self._sweep_deleted()
 
     def remove_pending(self, name: str) -> None:
         """Remove one abandoned staging directory."""

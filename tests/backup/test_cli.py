@@ -25,6 +25,13 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.fixture(autouse=True)
+def _own_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in an empty directory: no ./config.toml of the checkout leaks in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OTELRES_CONFIG", raising=False)
+
+
 @pytest.fixture(name="state_file")
 def _state_file(tmp_path: Path) -> Path:
     path = tmp_path / "state.json"
@@ -260,3 +267,64 @@ def test_listing_escapes_control_characters_from_a_tampered_manifest(
     assert "\x1b" not in out
     assert "\\x1b[2Jevil" in out
     assert "damaged" in out
+
+
+# ------------------------------------------------- acceptance review: what a user tried
+def test_make_backup_and_restore_with_the_shipped_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """With the repository's config.toml, `create` (make backup) copies config.toml and `restore` (make restore) brings it back; a second restore refuses to clobber it."""
+    shipped = (ROOT / "config.toml").read_bytes()
+    (tmp_path / "config.toml").write_bytes(shipped)
+    code, out, err = run(capsys, "create", "--type", "manual")
+    assert code == 0, err
+    backup_id = out.strip()
+    assert BackupManager(tmp_path / "backups").get_backup(backup_id).files == ("config.toml",)
+    code, _, err = run(capsys, "restore", "latest")
+    assert code == 0, err
+    restored = tmp_path / "restored" / backup_id / "config.toml"
+    assert restored.read_bytes() == shipped
+    restored.write_text("edited after the restore")
+    code, _, err = run(capsys, "restore", backup_id)
+    assert code == 1
+    assert "exists and is not empty" in err
+    assert restored.read_text() == "edited after the restore"
+
+
+def test_create_refuses_an_unreadable_file_naming_it(tmp_path: Path) -> None:
+    """An unreadable --file or --from exits 1 naming it and writes nothing (run without root's file-permission override)."""
+    secret = tmp_path / "keys.json"
+    secret.write_text('{"api_key": "k"}')
+    secret.chmod(0)
+    cmd = [sys.executable, "-m", "otelres", "backup", "--path", str(tmp_path / "b"), "create"]
+    for args, named in ((["--file", str(secret)], "keys.json"), (["--from", str(secret)], "keys.json")):
+        done = _unprivileged([*cmd, *args], tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert "Permission denied" in done.stderr
+        assert named in done.stderr
+    assert not (tmp_path / "b").exists() or os.listdir(tmp_path / "b") == []
+
+
+def test_verify_names_an_unreadable_entry(tmp_path: Path) -> None:
+    """verify of a backup with an entry the user cannot read exits 1 naming the entry, without a traceback."""
+    backup_dir = tmp_path / "b"
+    backup_id = BackupManager(backup_dir).create_backup({"portfolio": {"cash": 1}, "risk": [1]})
+    entry_file(backup_dir, backup_id, "risk").chmod(0)
+    done = _unprivileged(
+        [sys.executable, "-m", "otelres", "backup", "--path", str(backup_dir), "verify", backup_id],
+        tmp_path,
+    )
+    assert done.returncode == 1
+    assert "entry 'risk'" in done.stdout
+    assert "cannot be read: Permission denied" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def _unprivileged(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run *argv*; as root, without the capabilities that let root read any file."""
+    if os.geteuid() == 0:
+        from tests.conftest import require_binary
+
+        argv = [require_binary("setpriv"), "--bounding-set=-dac_override,-dac_read_search", *argv]
+    env = {**os.environ, "OTELRES_CONFIG": ""}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False, timeout=60)

@@ -384,9 +384,12 @@ def test_a_failed_write_leaves_nothing(manager: BackupManager, backup_dir: Path)
 def test_a_deletion_interrupted_by_a_crash_is_finished_later(
     manager: BackupManager, backup_dir: Path
 ) -> None:
-    """A backup renamed away for deletion by a process that died is neither listed nor left on disk."""
+    """A backup renamed away for deletion by a process that died is not listed, and the next write removes it."""
     backup_id = manager.create_backup({"n": 1})
     keep = manager.create_backup({"n": 2})
-    (backup_dir / backup_id).rename(backup_dir / f".del-{backup_id}-999999999")
+    leftover = f".del-{backup_id}-999999999"
+    (backup_dir / backup_id).rename(backup_dir / leftover)
     assert [b.backup_id for b in manager.list_backups()] == [keep]
-    assert sorted(os.listdir(backup_dir)) == [keep]
+    assert leftover in os.listdir(backup_dir)  # reading never writes
+    newer = manager.create_backup({"n": 3})
+    assert sorted(os.listdir(backup_dir)) == sorted([keep, newer])

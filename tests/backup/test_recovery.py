@@ -387,7 +387,7 @@ def test_restore_refuses_entries_that_decompress_past_the_limit(
 
     rewrite_manifest(backup_dir, backup_id, edit)
     reader = BackupManager(backup_dir, max_restore_bytes=1 << 20)
-    with pytest.raises(BackupCorruptError, match="past the limit"):
+    with pytest.raises(BackupCorruptError, match="decompresses past"):
         RecoveryManager(reader).restore(backup_id, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     report = reader.verify_backup(backup_id)
@@ -416,3 +416,133 @@ def test_reading_zstd_without_the_package_says_what_to_install(
     with pytest.raises(CompressionUnavailableError, match=r"otelres\[zstd\]"):
         reader.verify_backup(backup_id)
     assert reader.list_backups()[0].valid
+
+
+# ------------------------------------------------- acceptance review: what a user tried
+@pytest.mark.parametrize("where", ["inside", "root", "parent"])
+def test_restore_never_replaces_the_backups_themselves(
+    manager: BackupManager, backup_dir: Path, where: str
+) -> None:
+    """A forced restore into the backup directory, a backup in it, or a directory holding it is refused; every backup survives."""
+    backup_id = manager.create_backup(STATE)
+    target = {"inside": backup_dir / backup_id, "root": backup_dir, "parent": backup_dir.parent}[where]
+    for dry_run in (True, False):
+        with pytest.raises(RestoreRefusedError, match="overlaps the backup directory"):
+            RecoveryManager(manager).restore(backup_id, target, overwrite=True, dry_run=dry_run)
+    assert manager.verify_backup(backup_id).ok
+
+
+def test_restore_never_replaces_the_current_directory(
+    manager: BackupManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forced restore into the working directory or one of its parents is refused, leaving it as it was."""
+    backup_id = manager.create_backup(STATE)
+    work = tmp_path / "bot" / "run"
+    work.mkdir(parents=True)
+    (work / "orders.db").write_text("live")
+    monkeypatch.chdir(work)
+    for target in (Path("."), Path(".."), work.parent):
+        with pytest.raises(RestoreRefusedError, match="contains the current directory"):
+            RecoveryManager(manager).restore(backup_id, target, overwrite=True)
+    assert (work / "orders.db").read_text() == "live"
+
+
+def test_a_lying_recorded_size_stops_decompression_early(
+    manager: BackupManager, backup_dir: Path, tmp_path: Path
+) -> None:
+    """An entry whose manifest claims 10 bytes is refused once it inflates past 10 bytes, even under the default 1 GiB limit."""
+    backup_id = manager.create_backup({"bomb": "x"})
+    bomb = b" " * (64 << 20)
+    stored = gzip.compress(bomb, compresslevel=9, mtime=0)
+    entry_file(backup_dir, backup_id, "bomb").write_bytes(stored)
+
+    def edit(body: dict) -> None:  # type: ignore[type-arg]
+        body["entries"][0].update(
+            stored_size=len(stored), sha256=hashlib.sha256(stored).hexdigest(), size=10
+        )
+
+    rewrite_manifest(backup_dir, backup_id, edit)
+    report = manager.verify_backup(backup_id)
+    assert report.problems == (("bomb", "decompresses past its recorded size of 10 bytes"),)
+    with pytest.raises(BackupCorruptError, match="recorded size"):
+        RecoveryManager(manager).restore(backup_id, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_entry_that_cannot_be_read_is_named_not_raised(
+    manager: BackupManager, backup_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An I/O error while reading an entry back makes verify report that entry (and restore refuse), instead of crashing."""
+    import errno
+    import io
+
+    from otelres.backup import LocalDirectoryStorage
+
+    backup_id = manager.create_backup(STATE)
+    original = LocalDirectoryStorage.open_entry
+    bad_path = entry_file(backup_dir, backup_id, "orders").name
+
+    class FailingDisk(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: object) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+    def open_entry(self: LocalDirectoryStorage, bid: str, path: str) -> object:
+        handle = original(self, bid, path)
+        if path == bad_path:
+            handle.close()
+            return io.BufferedReader(FailingDisk())
+        return handle
+
+    monkeypatch.setattr(LocalDirectoryStorage, "open_entry", open_entry)
+    report = manager.verify_backup(backup_id)
+    assert report.bad_entries == ("orders",)
+    assert "cannot be read: Input/output error" in report.problems[0][1]
+    with pytest.raises(BackupCorruptError, match="orders"):
+        manager.load_backup(backup_id)
+
+
+def test_load_backup_refuses_what_restore_refuses(manager: BackupManager, backup_dir: Path) -> None:
+    """load_backup of a hand-crafted manifest naming '../../etc/passwd' raises BackupCorruptError naming it."""
+    backup_id = manager.create_backup({"portfolio": {"cash": 1}})
+
+    def edit(body: dict) -> None:  # type: ignore[type-arg]
+        body["entries"][0]["name"] = "../../etc/passwd"
+
+    rewrite_manifest(backup_dir, backup_id, edit)
+    with pytest.raises(BackupCorruptError) as caught:
+        manager.load_backup(backup_id)
+    assert caught.value.bad_entries == ("../../etc/passwd",)
+
+
+def test_load_latest_skips_a_backup_whose_file_entry_is_damaged(
+    manager: BackupManager, backup_dir: Path, tmp_path: Path
+) -> None:
+    """load_backup("latest") passes over a backup with a bit-rotten file entry, exactly as restore("latest") does."""
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(os.urandom(3000))
+    good = manager.create_backup({"n": 1})
+    bad = manager.create_backup({"n": 2}, files=[blob])
+    flip_byte(entry_file(backup_dir, bad, "model.bin"), 100)
+    assert manager.load_backup("latest") == {"n": 1}
+    assert RecoveryManager(manager).restore("latest", tmp_path / "out").backup_id == good
+
+
+@pytest.mark.parametrize("value", ["", b""])
+def test_an_empty_signing_key_is_refused(backup_dir: Path, value: str | bytes) -> None:
+    """hmac_key="" would sign with nothing; it is refused up front."""
+    with pytest.raises(BackupError, match="hmac_key is empty"):
+        BackupManager(backup_dir, hmac_key=value)
+
+
+def test_an_empty_key_variable_is_named_as_empty(
+    backup_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key variable that is set but empty refuses to write, saying it is empty."""
+    monkeypatch.setenv("OTELRES_TEST_EMPTY_KEY", "")
+    manager = BackupManager(backup_dir, hmac_key_env="OTELRES_TEST_EMPTY_KEY")
+    with pytest.raises(BackupError, match=r"\$OTELRES_TEST_EMPTY_KEY, which is empty"):
+        manager.create_backup({"n": 1})
+    assert not backup_dir.exists() or os.listdir(backup_dir) == []

@@ -216,3 +216,82 @@ def test_prune_with_an_empty_policy_is_refused(backup_dir: Path) -> None:
     with pytest.raises(RetentionPolicyError):
         manager.prune()
     assert len(manager.list_backups()) == 2
+
+
+# ------------------------------------------------- acceptance review: what a user tried
+def test_buckets_are_utc_calendar_days_whatever_the_timestamps_timezone() -> None:
+    """Backups stamped in +14:00 on two local days but one UTC day fill one daily and one monthly slot."""
+    plus14 = timezone(timedelta(hours=14))
+    same_utc_day = [
+        info(datetime(2026, 3, 1, 11, 0, tzinfo=plus14)),  # 2026-02-28 21:00 UTC
+        info(datetime(2026, 3, 1, 9, 30, tzinfo=plus14)),  # 2026-02-28 19:30 UTC
+        info(datetime(2026, 2, 28, 12, 0, tzinfo=timezone.utc)),
+    ]
+    now = datetime(2026, 3, 5, tzinfo=timezone.utc)
+    for policy in (RetentionPolicy(keep_daily=5), RetentionPolicy(keep_monthly=5)):
+        plan = plan_retention(same_utc_day, policy, now)
+        assert kept_ids(plan) == {same_utc_day[0].backup_id}
+
+
+def test_week_buckets_turn_at_monday_midnight_utc_and_span_new_year() -> None:
+    """Sunday 23:59 and Monday 00:01 UTC are two ISO weeks; 31 Dec 2026 and 1 Jan 2027 share ISO week 2026-W53."""
+    sunday = info(datetime(2026, 6, 14, 23, 59, tzinfo=timezone.utc))
+    monday = info(datetime(2026, 6, 15, 0, 1, tzinfo=timezone.utc))
+    plan = plan_retention([monday, sunday], RetentionPolicy(keep_weekly=2), NOW)
+    assert kept_ids(plan) == {sunday.backup_id, monday.backup_id}
+    december = info(datetime(2026, 12, 31, 12, 0, tzinfo=timezone.utc))
+    january = info(datetime(2027, 1, 1, 12, 0, tzinfo=timezone.utc))
+    later = datetime(2027, 1, 2, tzinfo=timezone.utc)
+    assert kept_ids(plan_retention([january, december], RetentionPolicy(keep_weekly=2), later)) == {
+        january.backup_id
+    }
+    assert kept_ids(plan_retention([january, december], RetentionPolicy(keep_monthly=2), later)) == {
+        january.backup_id,
+        december.backup_id,
+    }
+
+
+def test_a_naive_now_is_refused_naming_it(backup_dir: Path) -> None:
+    """plan_retention and prune refuse a timezone-less `now` instead of failing deep inside a comparison."""
+    with pytest.raises(ValueError, match="now: expected a timezone-aware datetime"):
+        plan_retention([info(NOW)], RetentionPolicy(retention_days=1), datetime(2026, 6, 15))
+    manager = BackupManager(backup_dir, retention=RetentionPolicy(retention_days=1))
+    manager.create_backup({"n": 1})
+    with pytest.raises(ValueError, match="now: expected a timezone-aware datetime"):
+        manager.prune(now=datetime(2026, 6, 15))
+
+
+def test_prune_dry_run_writes_nothing_at_all(manager: BackupManager, backup_dir: Path) -> None:
+    """prune(dry_run=True) leaves even crash leftovers (dead staging, half-finished deletions) exactly in place."""
+    old = manager.create_backup({"n": 1})
+    manager.create_backup({"n": 2})
+    (backup_dir / ".tmp-20260101T000000.000000Z_manual_abcd-999999999").mkdir()
+    (backup_dir / old).rename(backup_dir / f".del-{old}-999999999")
+
+    def snapshot() -> list[tuple[str, float]]:
+        return sorted((str(p), p.stat().st_mtime) for p in backup_dir.rglob("*"))
+
+    before = snapshot()
+    result = manager.prune(dry_run=True)
+    assert result.abandoned == ("20260101T000000.000000Z_manual_abcd",)
+    manager.list_backups()
+    assert snapshot() == before
+
+
+def test_prune_with_signing_on_and_the_key_missing_is_refused(
+    backup_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the signing key, prune cannot tell forged backups from real ones, so it deletes nothing."""
+    monkeypatch.setenv("OTELRES_TEST_KEY", "k" * 32)
+    times = [NOW - timedelta(days=d) for d in (30, 20, 10)]
+    manager = _manager_at(
+        backup_dir, times, retention=RetentionPolicy(keep_last=1), hmac_key_env="OTELRES_TEST_KEY"
+    )
+    for n in range(3):
+        manager.create_backup({"n": n})
+    monkeypatch.delenv("OTELRES_TEST_KEY")
+    from otelres.backup import BackupError
+
+    with pytest.raises(BackupError, match=r"\$OTELRES_TEST_KEY, which is not set"):
+        manager.prune(now=NOW)
+    assert len(manager.list_backups()) == 3

@@ -126,3 +126,35 @@ async def test_run_async_backs_up_until_cancelled(backup_dir: Path) -> None:
         await task
     assert len(manager.list_backups("scheduled")) >= 3
     assert ticks > 3  # the loop kept running while backups were written
+
+
+def test_a_failing_state_function_shows_in_the_metrics(backup_dir: Path) -> None:
+    """Runs whose state function raised count as failed backups (with error.type), and last_success stays at the last good one."""
+    from otelres.testing import capture_telemetry
+
+    capture = capture_telemetry(install_global=False)
+    manager = BackupManager(backup_dir, meter_provider=capture.meter_provider)
+    calls = []
+
+    def state() -> dict[str, int]:
+        calls.append(1)
+        if len(calls) > 1:
+            raise ConnectionError("exchange down")
+        return {"n": 1}
+
+    scheduler = BackupScheduler(
+        state, manager=manager, interval_hours=1e-6, retry_seconds=0.01, prune=False
+    )
+    with scheduler:
+        deadline = time.monotonic() + 10
+        while scheduler.failures < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert not scheduler.running
+    first = manager.list_backups()[0]
+    assert len(manager.list_backups()) == 1
+    failed = {"backup.type": "scheduled", "backup.outcome": "failure"}
+    assert capture.value("otelres.backup.created", **failed) == scheduler.failures >= 3
+    durations = capture.points("otelres.backup.duration")
+    assert any(p.attributes.get("error.type") == "ConnectionError" for p in durations)
+    last = capture.value("otelres.backup.last_success", **{"backup.type": "scheduled"})
+    assert last == first.timestamp.timestamp()
