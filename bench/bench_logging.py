@@ -1,9 +1,12 @@
 """JSON log lines: otelres' formatter (with trace IDs, service name, redaction) vs python-json-logger.
 
 Target (issue 5): a JSON line with trace IDs costs at most 1.25x a plain python-json-logger
-``JsonFormatter`` line for the same record. Both format the same ``LogRecord`` (a message with
-one argument and one ``extra`` field) while a span is active; the plain formatter is configured
-for the same core fields (timestamp, level, logger, message). A second pair measures the whole
+``JsonFormatter`` line for the same record. Both format the same ``LogRecord`` while a span is
+active; the plain formatter is configured for the same core fields (timestamp, level, logger,
+message). Two records: a short one (a message with one argument and one ``extra`` field) and
+a typical bot line whose message and fields hold ``:`` and ``=`` (so otelres' redaction has to
+look at them) with three ``extra`` fields, while three secrets are registered as a bot
+registers its API key, API secret and webhook URL. A last pair measures the whole
 ``logger.info(...)`` call through a handler writing to an in-memory stream.
 
 Rounds are interleaved with a rotating order and the collector off (``bench/_ratios.py``).
@@ -20,7 +23,7 @@ from _ratios import compare, sync_timer, verdict
 from opentelemetry.sdk.trace import TracerProvider
 from pythonjsonlogger.json import JsonFormatter
 
-from otelres.monitoring import JsonLogFormatter, Redactor
+from otelres.monitoring import JsonLogFormatter, Redactor, register_secret
 
 ROUNDS = 15
 CALLS = 5_000
@@ -43,6 +46,13 @@ def main() -> int:
     tracer = TracerProvider().get_tracer("bench")
     record = logging.LogRecord("app.orders", logging.INFO, __file__, 10, "placed %s", ("buy",), None)
     record.strategy = "ma_crossover"
+    typical = logging.LogRecord(
+        "app.orders", logging.INFO, __file__, 10, "order placed: side=%s qty=%s symbol=%s",
+        ("buy", 2, "BTC/USD"), None,
+    )
+    typical.strategy, typical.order_id, typical.fill = "ma_crossover", "O-1234", "status: partial"
+    for secret in ("bench-api-key-7f3a91", "bench-api-secret-c0ffee==", "https://hooks.example/T0/B0/x"):
+        register_secret(secret)
     ours = JsonLogFormatter(service_name="bench", redactor=Redactor())
     plain = JsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True)
 
@@ -66,6 +76,14 @@ def main() -> int:
             },
             rounds=ROUNDS,
         )
+        typical_line = compare(
+            "format a typical bot line (':' and '=' to scan, 3 fields, 3 secrets)",
+            {
+                BASELINE: sync_timer(lambda: plain.format(typical), CALLS),
+                "otelres JsonLogFormatter": sync_timer(lambda: ours.format(typical), CALLS),
+            },
+            rounds=ROUNDS,
+        )
         ours_logger = _logger_for(ours, "bench.ours")
         plain_logger = _logger_for(plain, "bench.plain")
         extra = {"strategy": "ma_crossover"}
@@ -80,7 +98,8 @@ def main() -> int:
             rounds=ROUNDS,
         )
     worst = max(formatted["otelres JsonLogFormatter"].ratio,
-                formatted["otelres, IDs not cached (new span per line)"].ratio)
+                formatted["otelres, IDs not cached (new span per line)"].ratio,
+                typical_line["otelres JsonLogFormatter"].ratio)
     return 0 if verdict("JSON line with trace IDs vs python-json-logger (worst)", worst, TARGET) else 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
@@ -10,6 +11,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 
 from otelres.config import MonitoringSettings
 from otelres.monitoring import Redactor, get_logger, register_secret, setup_logging
+from otelres.monitoring._redaction import DEFAULT_REDACT_KEYS
 
 from .conftest import json_lines
 
@@ -214,3 +216,20 @@ def test_registered_secret_is_masked_url_encoded_too(stream: io.StringIO) -> Non
     first, second = json_lines(stream)
     assert first["message"] == "GET https://api.example.test/private?k=***"
     assert second["message"] == "GET https://api.example.test/private?k=***"
+
+
+def _spellings(key: str) -> set[str]:
+    """snake_case, kebab-case, dotted, camelCase and UPPER spellings of a default key."""
+    words = [w for w in re.split(r"[_\-.]|(?<=[a-z])(?=[A-Z])", key) if w]
+    lower = [w.lower() for w in words]
+    camel = lower[0] + "".join(w.title() for w in lower[1:])
+    return {"_".join(lower), "-".join(lower), ".".join(lower), camel, "_".join(lower).upper()}
+
+
+@pytest.mark.parametrize("key", DEFAULT_REDACT_KEYS)
+def test_every_default_key_is_masked_in_text_in_every_spelling(key: str) -> None:
+    """The quick pre-check never lets a default key through: each spelling, as key=value and key: value, is masked."""
+    redactor = Redactor()
+    for spelling in _spellings(key):
+        assert redactor.text(f"sent {spelling}=v4lue-1 ok") == f"sent {spelling}=*** ok"
+        assert redactor.text(f'{{"{spelling}": "v4lue-2"}}') == f'{{"{spelling}": "***"}}'
