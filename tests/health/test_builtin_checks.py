@@ -20,6 +20,7 @@ from otelres.health import (
 )
 from otelres.resilience import CircuitBreaker, RateLimiter, RateLimitExceededError
 from otelres.testing import FakeClock
+from tests.conftest import free_port
 
 
 def _fail(breaker: CircuitBreaker, times: int) -> None:
@@ -217,4 +218,28 @@ def test_telemetry_check_reads_the_real_export_status(monkeypatch: pytest.Monkey
     monkeypatch.setattr(otelres.telemetry, "_status", failed)
     result = TelemetryExportCheck().check()
     assert result.status is HealthStatus.YELLOW
-    assert result.message == "last export failed: collector unreachable"
+    assert result.message == "last metrics export failed: collector unreachable"
+    assert result.details["signal"] == "metrics"
+
+
+def test_telemetry_check_after_a_real_failed_export() -> None:
+    """After configure() exported metrics over OTLP to a port nobody listens on, the check is
+    YELLOW naming the signal, with the failure count."""
+    from otelres.config import config_from_dict
+    from otelres.telemetry import configure
+
+    settings = {
+        "metrics_exporter": "otlp", "otlp_protocol": "http/protobuf",
+        "otlp_endpoint": f"http://127.0.0.1:{free_port()}", "otlp_timeout_seconds": 0.5,
+        "metric_export_interval_seconds": 600,
+    }
+    telemetry = configure(config_from_dict({"telemetry": settings}), set_global=False)
+    try:
+        telemetry.meter_provider.get_meter("probe").create_counter("probe.calls").add(1)
+        telemetry.force_flush(timeout_seconds=5)
+        result = TelemetryExportCheck().check()
+    finally:
+        telemetry.shutdown(timeout_seconds=1)
+    assert result.status is HealthStatus.YELLOW
+    assert result.message.startswith("last metrics export failed: ")
+    assert result.details["failures"] >= 1

@@ -44,15 +44,22 @@ class TelemetryExportCheck(HealthCheck):
         ok = getattr(record, "ok", None)
         error = getattr(record, "last_error", None)
         at = getattr(record, "at", None)
+        signal = getattr(record, "signal", None)
         details: dict[str, Any] = {"ok": ok, "last_error": error}
+        if signal is not None:
+            details["signal"] = signal
+        failures = getattr(record, "failures", None)
+        if failures is not None:
+            details["failures"] = failures
         if at is not None:
             details["age"] = {"value": round(max(0.0, time.time() - at), 3), "unit": "s"}
         if ok is None:
             return HealthResult(self.name, HealthStatus.GREEN, "no export attempted yet", details)
         if ok:
             return HealthResult(self.name, HealthStatus.GREEN, "last export succeeded", details)
+        what = f"last {signal} export" if signal else "last export"
         return HealthResult(
-            self.name, HealthStatus.YELLOW, f"last export failed: {error or 'unknown error'}", details
+            self.name, HealthStatus.YELLOW, f"{what} failed: {error or 'unknown error'}", details
         )
 
     def _record(self) -> Any:
