@@ -213,11 +213,8 @@ class Bulkhead:
         Pair every successful call with :meth:`release`.
         """
         with self._lock:
-            if self._active < self.max_concurrent and not self._has_waiters():
-                self._active += 1
+            if self._take_free_slot():
                 return
-            if self._sync_waiting + len(self._async_waiters) >= self.max_queue:
-                raise self._reject("full")
             self._sync_waiting += 1
             try:
                 deadline = None if self.queue_timeout is None else self._clock() + self.queue_timeout
@@ -236,11 +233,8 @@ class Bulkhead:
         Pair every successful call with :meth:`release`.
         """
         with self._lock:
-            if self._active < self.max_concurrent and not self._has_waiters():
-                self._active += 1
+            if self._take_free_slot():
                 return
-            if self._sync_waiting + len(self._async_waiters) >= self.max_queue:
-                raise self._reject("full")
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._async_waiters.append(future)
         try:
@@ -277,6 +271,16 @@ class Bulkhead:
             self._active -= 1
 
     # ------------------------------------------------------------------ internals
+    def _take_free_slot(self) -> bool:
+        """Under the lock: take a free slot (True) unless someone queues before us; False
+        when the caller must queue; raise :class:`BulkheadFullError` when the queue is full."""
+        if self._active < self.max_concurrent and not self._has_waiters():
+            self._active += 1
+            return True
+        if self._sync_waiting + len(self._async_waiters) >= self.max_queue:
+            raise self._reject("full")
+        return False
+
     def _has_waiters(self) -> bool:
         """Whether any thread or task is queued (newcomers must not overtake them)."""
         return bool(self._sync_waiting or self._async_waiters)

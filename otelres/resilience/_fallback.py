@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from otelres import _otel
@@ -269,6 +269,16 @@ class Fallback:
             return result
         return self._value
 
+    def _candidates(self, exc: Exception) -> Iterator[Fallback]:
+        """The fallbacks of the chain, in order, whose ``on`` covers *exc* (each once)."""
+        seen: set[int] = set()
+        node: Fallback | None = self
+        while node is not None and id(node) not in seen:
+            seen.add(id(node))
+            if isinstance(exc, node.on):
+                yield node
+            node = node.then
+
     def _answer(
         self,
         exc: Exception,
@@ -277,48 +287,37 @@ class Fallback:
         kwargs: dict[str, Any],
     ) -> Any:
         """Walk the chain for an answer to *exc*; re-raise *exc* when nobody has one."""
-        node: Fallback | None = self
-        while node is not None:
-            if isinstance(exc, node.on):
-                try:
-                    answer = node._offer(exc, fn, args, kwargs)
-                except _Nothing:
-                    node = node.then
-                    continue
-                if inspect.isawaitable(answer):
-                    _close(answer)
-                    _log.error(
-                        "otelres: fallback %r: an async handler cannot answer a sync call",
-                        node.name,
-                    )
-                    node = node.then
-                    continue
-                node._taken(exc)
-                return answer
-            node = node.then
+        for node in self._candidates(exc):
+            try:
+                answer = node._offer(exc, fn, args, kwargs)
+            except _Nothing:
+                continue
+            if inspect.isawaitable(answer):
+                _close(answer)
+                _log.error(
+                    "otelres: fallback %r: an async handler cannot answer a sync call", node.name
+                )
+                continue
+            node._taken(exc)
+            return answer
         raise exc
 
     async def _answer_async(
         self, exc: Exception, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """The async twin of :meth:`_answer`: a handler may be a coroutine function."""
-        node: Fallback | None = self
-        while node is not None:
-            if isinstance(exc, node.on):
-                try:
-                    answer = node._offer(exc, fn, args, kwargs)
-                    if inspect.isawaitable(answer):
-                        answer = await answer
-                except _Nothing:
-                    node = node.then
-                    continue
-                except Exception:
-                    _log.exception("otelres: handler of fallback %r raised", node.name)
-                    node = node.then
-                    continue
-                node._taken(exc)
-                return answer
-            node = node.then
+        for node in self._candidates(exc):
+            try:
+                answer = node._offer(exc, fn, args, kwargs)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except _Nothing:
+                continue
+            except Exception:
+                _log.exception("otelres: handler of fallback %r raised", node.name)
+                continue
+            node._taken(exc)
+            return answer
         raise exc
 
     def _taken(self, exc: Exception) -> None:

@@ -227,3 +227,16 @@ def test_async_handler_cannot_answer_sync_call(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.ERROR, "otelres"):
         assert chain.call(down) == "sync answer"
     assert "async handler" in caplog.text
+
+
+def test_chain_made_circular_still_ends(call: Call) -> None:
+    """A then= chain edited into a cycle asks each fallback once and re-raises, never loops."""
+    first = Fallback("first", last_good=True)
+    second = Fallback("second", last_good=True, then=first)
+    first.then = second
+
+    def down() -> None:
+        raise Down("no answer anywhere")
+
+    with pytest.raises(Down):
+        call(first, down)
