@@ -347,3 +347,16 @@ def test_load_markets_is_retried_like_any_read(
     fresh_exchange.inject(Fault("http", status=503, path="/0/public/AssetPairs", times=1))
     assert "BTC/USD" in client.load_markets()
     assert fresh_exchange.count(path="/0/public/AssetPairs") == 2
+
+
+def test_zero_cost_endpoints_pass_the_rate_limit(
+    instrument: Any, fresh_exchange: ExchangeServer
+) -> None:
+    """An endpoint ccxt prices at 0 (Kraken's AddOrder) is not refused by a configured limiter."""
+    use_config(rate_limits={"kraken": 10})
+    instrument()
+    client = fresh_exchange.client("kraken")
+    client.load_markets()
+    order = client.create_order("BTC/USD", "market", "buy", 0.01)
+    assert order["id"]
+    assert fresh_exchange.count(path="/0/private/AddOrder") == 1

@@ -230,6 +230,10 @@ def _limiter_cost(runtime: Runtime, exchange: Any, args: tuple[Any, ...]) -> tup
         ))
     except Exception:
         cost = 1.0
+    if cost <= 0:
+        # ccxt prices some endpoints at 0 (Kraken's AddOrder): they take no tokens, so
+        # there is nothing to acquire and ccxt's own throttle has nothing to wait for either.
+        return None, 0.0
     return limiter, cost
 
 
