@@ -144,8 +144,9 @@ def test_retry_honours_limiter_retry_after(clock: FakeClock, call: Call) -> None
 
 
 async def test_timeout_is_per_attempt_and_counted_by_breaker(clock: FakeClock) -> None:
-    """A timed-out attempt is a breaker failure and is retried with a fresh timeout."""
+    """A timed-out attempt is a breaker failure and is retried with a fresh timeout and a new token."""
     breaker = CircuitBreaker("svc", failure_threshold=10)
+    limiter = RateLimiter("svc", rate=100, capacity=10)
     attempts = 0
 
     async def slow_then_fast() -> str:
@@ -159,11 +160,13 @@ async def test_timeout_is_per_attempt_and_counted_by_breaker(clock: FakeClock) -
         "svc",
         retry=quick_retry(clock, retry_on=TimeoutError),
         breaker=breaker,
+        limiter=limiter,
         timeout=Timeout("svc", 0.05),
     )
     assert await pol.call_async(slow_then_fast) == "ok"
     assert attempts == 2
     assert breaker.get_state()["metrics"]["failure_calls"] == 1
+    assert limiter.stats().acquired == 2
 
 
 def test_sync_timeout_inside_policy(clock: FakeClock) -> None:
@@ -447,26 +450,3 @@ def test_sync_bulkhead_slot_is_held_across_retries() -> None:
     assert results == ["ok"]
     assert pol.bulkhead is not None
     assert pol.bulkhead.in_flight == 0
-
-
-async def test_async_limiter_and_timeout_layers(clock: FakeClock) -> None:
-    """With both a limiter and a timeout, each attempt pays a token and gets its own timeout."""
-    limiter = RateLimiter("svc", rate=100, capacity=10)
-    attempts = 0
-
-    async def slow_then_fast() -> str:
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
-            await asyncio.sleep(1)
-        return "ok"
-
-    pol = Policy(
-        "svc",
-        retry=quick_retry(clock, retry_on=TimeoutError),
-        limiter=limiter,
-        timeout=Timeout("svc", 0.05),
-    )
-    assert await pol.call_async(slow_then_fast) == "ok"
-    assert attempts == 2
-    assert limiter.stats().acquired == 2
