@@ -139,3 +139,17 @@ def test_bad_threshold_values_are_config_errors() -> None:
     """Out-of-range [health_checks] values are reported by the config loader with their key."""
     with pytest.raises(ConfigError, match=r"health_checks\.limiter_max_wait_ratio: expected a number"):
         config_from_dict({"health_checks": {"limiter_max_wait_ratio": 2}})
+
+
+def test_the_shipped_example_config_names_only_real_checks() -> None:
+    """The repository's config.toml lists built-in checks that resolve and run without raising,
+    so `make health-check` works out of the box."""
+    from pathlib import Path
+
+    from otelres.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "config.toml")
+    checker = HealthChecker(config=config)
+    assert [c.name for c in checker.checks] == list(config.health_checks.checks)
+    report = checker.run_sync()
+    assert {n: r.error for n, r in report.results.items()} == dict.fromkeys(config.health_checks.checks)
