@@ -388,8 +388,11 @@ def _serve_probes(config: Config, args: argparse.Namespace) -> int:
         where = f"{args.host or settings.host}:{settings.port if args.port is None else args.port}"
         _error(f"cannot listen on {where}: {exc.strerror or exc}")
         return EXIT_USAGE
+    from otelres.status_page import add_status_page
+
+    add_status_page(server)
     runner = HealthRunner(checker) if config.health_checks.enabled else None
-    endpoints = "/livez /readyz /health" + (" /metrics" if server.metrics_enabled else "")
+    endpoints = "/ /livez /readyz /health" + (" /metrics" if server.metrics_enabled else "")
     previous = _on_sigterm(_stop_serving)
     print(f"otelres: serving health probes on {server.url} ({endpoints})", file=sys.stderr)
     try:

@@ -275,8 +275,8 @@ def test_watch_repeats_until_interrupted(project: Callable[..., Path], tmp_path:
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_command_answers_probes(project: Callable[..., Path], tmp_path: Path, stop: signal.Signals) -> None:
-    """`otelres serve` serves /readyz on the configured port and exits 0 on Ctrl-C and on
-    SIGTERM (how Kubernetes stops a pod)."""
+    """`otelres serve` serves /readyz and the status page on the configured port and exits 0
+    on Ctrl-C and on SIGTERM (how Kubernetes stops a pod)."""
     project("green")
     env = _env()
     port = free_port()
@@ -289,12 +289,15 @@ def test_serve_command_answers_probes(project: Callable[..., Path], tmp_path: Pa
         assert "serving health probes on http://127.0.0.1:" in proc.stderr.readline()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz?verbose", timeout=10) as response:
             body = response.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as response:
+            status_page = json.loads(response.read())
         proc.send_signal(stop)
         status = proc.wait(timeout=10)
     finally:
         proc.kill()
         proc.wait()
     assert "[+]green ok" in body
+    assert [c["name"] for c in status_page["health"]["checks"]] == ["green"]  # the status page at /
     assert status == 0
 
 
