@@ -449,6 +449,13 @@ def config_from_dict(
         dict(telemetry) if isinstance(telemetry, Mapping) else telemetry, env, from_env, problems
     )
     config = _build(Config, prepared, "", where, problems, skip={"source"})
+    if config is not None:
+        for key in ("traces_exporter", "logs_exporter"):
+            if "prometheus" in getattr(config.telemetry, key):
+                problems.append(
+                    f"{where}: telemetry.{key}: 'prometheus' exports metrics only; "
+                    "list it in metrics_exporter"
+                )
     if problems:
         raise ConfigError([_blame(problem, where, from_env) for problem in problems])
     assert config is not None

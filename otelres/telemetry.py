@@ -439,31 +439,37 @@ def _resource(settings: TelemetrySettings) -> Resource:
 def _tracer_provider(
     settings: TelemetrySettings, resource: Resource, extra: Sequence[SpanProcessor]
 ) -> TracerProvider:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SimpleSpanProcessor,
-        SpanExporter,
-    )
+    from opentelemetry.sdk.trace import TracerProvider, export
 
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    for name in settings.traces_exporter:
-        if name == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-            provider.add_span_processor(
-                SimpleSpanProcessor(_tracked("traces", ConsoleSpanExporter(), SpanExporter))
-            )
-        elif name == "otlp":
-            exporter = _otlp_exporter("trace", settings)
-            provider.add_span_processor(
-                BatchSpanProcessor(_tracked("traces", exporter, SpanExporter))
-            )
-        elif name == "prometheus":
-            _log.warning("otelres: 'prometheus' is not a traces exporter; ignored")
+    for processor in _processors("trace", settings.traces_exporter, settings, export):
+        provider.add_span_processor(processor)
     for processor in extra:
         provider.add_span_processor(processor)
     return provider
+
+
+def _processors(
+    signal: str, names: Sequence[str], settings: TelemetrySettings, export: Any
+) -> list[Any]:
+    """Span or log record processors for the exporter *names* of *signal* (``trace``, ``log``).
+
+    *export* is the SDK's export module of that signal; both name their classes alike
+    (``SimpleSpanProcessor`` / ``SimpleLogRecordProcessor``, ...). Console output is
+    written as it happens, OTLP exports are batched on a background thread.
+    """
+    kind = {"trace": "Span", "log": "LogRecord"}[signal]
+    label = {"trace": "traces", "log": "logs"}[signal]
+    base = getattr(export, f"{kind}Exporter")
+    processors = []
+    for name in names:
+        if name == "console":
+            exporter = _tracked(label, getattr(export, f"Console{kind}Exporter")(), base)
+            processors.append(getattr(export, f"Simple{kind}Processor")(exporter))
+        elif name == "otlp":
+            exporter = _tracked(label, _otlp_exporter(signal, settings), base)
+            processors.append(getattr(export, f"Batch{kind}Processor")(exporter))
+    return processors
 
 
 def _metric_readers(settings: TelemetrySettings, handle: Telemetry) -> list[MetricReader]:
@@ -521,28 +527,11 @@ def _meter_provider(resource: Resource, readers: Sequence[MetricReader]) -> Mete
 def _logger_provider(
     settings: TelemetrySettings, resource: Resource, exporters: Sequence[str]
 ) -> LoggerProvider:
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import (
-        BatchLogRecordProcessor,
-        LogRecordExporter,
-        SimpleLogRecordProcessor,
-    )
+    from opentelemetry.sdk._logs import LoggerProvider, export
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    for name in exporters:
-        if name == "console":
-            from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
-
-            provider.add_log_record_processor(
-                SimpleLogRecordProcessor(
-                    _tracked("logs", ConsoleLogRecordExporter(), LogRecordExporter)
-                )
-            )
-        elif name == "otlp":
-            exporter = _tracked("logs", _otlp_exporter("log", settings), LogRecordExporter)
-            provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
-        elif name == "prometheus":
-            _log.warning("otelres: 'prometheus' is not a logs exporter; ignored")
+    for processor in _processors("log", exporters, settings, export):
+        provider.add_log_record_processor(processor)
     return provider
 
 
@@ -580,38 +569,27 @@ def _otlp_options(
     return protocol, endpoint, timeout
 
 
+_OTLP_EXPORTERS = {
+    "http/protobuf": {
+        "trace": ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+        "metric": ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+        "log": ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    },
+    "grpc": {
+        "trace": ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+        "metric": ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+        "log": ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+    },
+}
+
+
 def _otlp_exporter(signal: str, settings: TelemetrySettings) -> Any:
     """An OTLP exporter for *signal* (``trace``, ``metric``, ``log``); see :func:`_otlp_options`."""
+    import importlib
+
     protocol, endpoint, timeout = _otlp_options(signal, settings, os.environ)
-    if protocol == "http/protobuf":
-        if signal == "trace":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            return OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
-        if signal == "metric":
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                OTLPMetricExporter,
-            )
-
-            return OTLPMetricExporter(endpoint=endpoint, timeout=timeout)
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-        return OTLPLogExporter(endpoint=endpoint, timeout=timeout)
-    insecure = True if endpoint and endpoint.startswith("http://") else None
-    if signal == "trace":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
-
-        return GrpcSpanExporter(endpoint=endpoint, insecure=insecure, timeout=timeout)
-    if signal == "metric":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-
-        return GrpcMetricExporter(endpoint=endpoint, insecure=insecure, timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-        OTLPLogExporter as GrpcLogExporter,
-    )
-
-    return GrpcLogExporter(endpoint=endpoint, insecure=insecure, timeout=timeout)
+    module, name = _OTLP_EXPORTERS[protocol][signal]
+    options: dict[str, Any] = {"endpoint": endpoint, "timeout": timeout}
+    if protocol == "grpc" and endpoint and endpoint.startswith("http://"):
+        options["insecure"] = True  # plain-text gRPC, as the http:// scheme says
+    return getattr(importlib.import_module(module), name)(**options)
