@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from otelres.backup._codec import COMPRESSIONS
 from otelres.backup._errors import BackupError
 
 __all__ = [
@@ -315,10 +316,12 @@ def decode_manifest(
         body = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ManifestError("manifest.json is not valid JSON") from None
+    except RecursionError:
+        raise ManifestError("manifest.json is not valid JSON (nested too deeply)") from None
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise ManifestError("manifest.json is not an otelres backup manifest")
     version = body.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if not isinstance(version, int) or _not_count(version) or not 1 <= version <= FORMAT_VERSION:
         raise ManifestError(
             f"manifest format version {version!r} is not supported by this otelres "
             f"(it reads version {FORMAT_VERSION}); upgrade otelres"
@@ -339,32 +342,67 @@ def decode_manifest(
             raise ManifestError("manifest HMAC does not match: tampered with, or another key")
     try:
         manifest = _build_manifest(body, signature is not None)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise ManifestError(f"manifest is inconsistent ({exc})") from None
     if manifest.backup_id != expected_id:
         raise ManifestError(
             f"manifest belongs to backup {manifest.backup_id!r}, not {expected_id!r}"
         )
+    # The id repeats the time and type: a manifest edited to say otherwise is not trusted.
+    if parse_backup_id(expected_id) != (manifest.created, manifest.backup_type):
+        raise ManifestError(
+            f"manifest says {manifest.backup_type!r} made {format_time(manifest.created)}, "
+            f"which the backup id {expected_id!r} contradicts"
+        )
     return manifest
+
+
+def _not_count(value: object) -> bool:
+    """True unless *value* is a non-negative int (``True`` is not a count)."""
+    return isinstance(value, bool) or not isinstance(value, int) or value < 0
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    """Field *key* of a manifest record, which must be a string."""
+    value = raw[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is not a string: {value!r}")
+    return value
+
+
+def _count(raw: Mapping[str, Any], key: str) -> int:
+    """Field *key* of a manifest record, which must be an integer >= 0."""
+    value = raw[key]
+    if _not_count(value):
+        raise ValueError(f"{key} is not a byte count: {value!r}")
+    return int(value)
 
 
 def _build_manifest(body: Mapping[str, Any], signed: bool) -> Manifest:
     """A :class:`Manifest` from a checked manifest *body*; raises on missing or odd fields."""
     entries: list[EntryRecord] = []
-    for raw in body["entries"]:
+    raw_entries = body["entries"]
+    if not isinstance(raw_entries, list):
+        raise TypeError("entries is not a list")
+    for raw in raw_entries:
+        if not isinstance(raw, dict):
+            raise TypeError(f"an entry is not a table: {raw!r}")
         kind = raw["kind"]
         if kind not in ENTRY_KINDS:
             raise ValueError(f"unknown entry kind {kind!r}")
+        compression = _text(raw, "compression")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"entry {raw['name']!r}: unknown compression {compression!r}")
         entries.append(
             EntryRecord(
-                name=str(raw["name"]),
+                name=_text(raw, "name"),
                 kind=kind,
-                path=str(raw["path"]),
-                size=int(raw["size"]),
-                stored_size=int(raw["stored_size"]),
-                compression=str(raw["compression"]),
-                sha256=str(raw["sha256"]),
-                content_sha256=str(raw["content_sha256"]),
+                path=_text(raw, "path"),
+                size=_count(raw, "size"),
+                stored_size=_count(raw, "stored_size"),
+                compression=compression,
+                sha256=_text(raw, "sha256"),
+                content_sha256=_text(raw, "content_sha256"),
             )
         )
     metadata = body.get("metadata") or {}

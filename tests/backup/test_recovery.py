@@ -546,3 +546,41 @@ def test_an_empty_key_variable_is_named_as_empty(
     with pytest.raises(BackupError, match=r"\$OTELRES_TEST_EMPTY_KEY, which is empty"):
         manager.create_backup({"n": 1})
     assert not backup_dir.exists() or os.listdir(backup_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda b: b["entries"][0].update(size=float("inf")), "size is not a byte count"),
+        (lambda b: b["entries"][0].update(size=-1), "size is not a byte count"),
+        (lambda b: b["entries"][0].update(name=5), "name is not a string"),
+        (lambda b: b["entries"][0].update(compression="lz4"), "unknown compression 'lz4'"),
+        (lambda b: b.update(entries={"n": 1}), "entries is not a list"),
+        (lambda b: b.update(backup_type="daily"), "contradicts"),
+        (lambda b: b.update(created="2020-01-01T00:00:00.000000Z"), "contradicts"),
+        (lambda b: b.update(format_version=True), "format version True"),
+    ],
+)
+def test_a_hand_edited_manifest_is_listed_as_damaged_saying_why(
+    manager: BackupManager, backup_dir: Path, edit: object, said: str
+) -> None:
+    """A resealed manifest with odd field values is damaged in the listing (which never crashes), and verify says why."""
+    good = manager.create_backup({"n": 1})
+    edited = manager.create_backup({"n": 2})
+    rewrite_manifest(backup_dir, edited, edit)
+    listed = {b.backup_id: b for b in manager.list_backups()}
+    assert listed[good].valid
+    assert listed[edited].status == "damaged"
+    assert said in (listed[edited].problem or "")
+    assert not manager.verify_backup(edited).ok
+
+
+def test_a_manifest_nested_too_deeply_is_damaged_not_a_crash(
+    manager: BackupManager, backup_dir: Path
+) -> None:
+    """A manifest.json of 100000 nested brackets lists as damaged instead of raising RecursionError."""
+    backup_id = manager.create_backup({"n": 1})
+    (backup_dir / backup_id / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    (info,) = manager.list_backups()
+    assert info.status == "damaged"
+    assert "nested too deeply" in (info.problem or "")
