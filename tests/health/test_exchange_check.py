@@ -98,3 +98,20 @@ async def test_results_carry_no_credentials(exchange: ExchangeServer) -> None:
     for text in texts:
         assert KRAKEN_CREDENTIALS.api_key not in text
         assert KRAKEN_CREDENTIALS.secret not in text
+
+
+async def test_a_hanging_exchange_is_named_while_the_others_report(exchange: ExchangeServer) -> None:
+    """An exchange that does not answer within probe_timeout is RED by name, and the other
+    exchanges' results still arrive, instead of the whole check timing out."""
+    exchange.inject(Fault("delay", delay=3.0, venue="kraken"))
+    check = ExchangeCheck([exchange.client("kraken"), exchange.client("binance")], probe_timeout=0.5)
+    results = await HealthChecker([check], timeout=2.0).run_all_checks()
+    result = results["exchange"]
+    assert result.status is HealthStatus.RED
+    assert result.message == "kraken: TimeoutError: no answer within 0.5 s"
+    assert result.details["exchanges"]["binance"]["status"] == "ok"
+
+
+async def test_the_probe_timeout_defaults_below_the_check_timeout() -> None:
+    """Without probe_timeout each exchange gets 90 % of the check's own timeout."""
+    assert ExchangeCheck("kraken", timeout=2.0)._probe_limit() == pytest.approx(1.8)

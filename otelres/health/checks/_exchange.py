@@ -36,6 +36,10 @@ class ExchangeCheck(HealthCheck):
     the delay your calls on that client see). ``details["exchanges"]`` holds each one's
     status, latency (s) and error. Error texts have URL query strings removed, so no signed
     parameter can leak.
+
+    Each exchange gets *probe_timeout* seconds (default: 90 % of the check's timeout, its
+    own ``timeout`` or ``[health_checks] timeout_seconds``), so one exchange that hangs is
+    reported RED by name while the others still report, instead of the whole check timing out.
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class ExchangeCheck(HealthCheck):
         name: str = "exchange",
         tags: Iterable[str] = ("exchange", "readiness"),
         timeout: float | None = None,
+        probe_timeout: float | None = None,
     ) -> None:
         if isinstance(exchanges, str) or not isinstance(exchanges, Iterable):
             exchanges = [exchanges]
@@ -60,11 +65,17 @@ class ExchangeCheck(HealthCheck):
         self.name = name
         self.tags = frozenset(tags)
         self.timeout = timeout
+        if probe_timeout is not None and probe_timeout <= 0:
+            raise ValueError(f"probe_timeout must be > 0, got {probe_timeout!r}")
+        self.probe_timeout = probe_timeout
         self._lock = threading.Lock()
 
     async def check(self) -> HealthResult:
         """Probe every exchange at once; the worst exchange decides the status."""
-        probes = await asyncio.gather(*(self._probe(index) for index in range(len(self.exchanges))))
+        limit = self._probe_limit()
+        probes = await asyncio.gather(
+            *(self._probe(index, limit) for index in range(len(self.exchanges)))
+        )
         report = {exchange_id: data for exchange_id, _, data in probes}
         status = HealthStatus.worst(status for _, status, _ in probes)
         failing = [
@@ -86,18 +97,32 @@ class ExchangeCheck(HealthCheck):
             {"exchanges": report, "latency_warning_seconds": self.latency_warning},
         )
 
-    async def _probe(self, index: int) -> tuple[str, HealthStatus, dict[str, Any]]:
-        """(exchange id, status, details) of one exchange; never raises."""
-        started = time.perf_counter()
+    def _probe_limit(self) -> float:
+        """Seconds each exchange gets: *probe_timeout*, else 90 % of the check's timeout."""
+        if self.probe_timeout is not None:
+            return self.probe_timeout
+        timeout = self.timeout
+        if timeout is None:
+            from otelres.config import current
+
+            timeout = current().health_checks.timeout_seconds
+        return 0.9 * timeout
+
+    async def _probe(self, index: int, limit: float) -> tuple[str, HealthStatus, dict[str, Any]]:
+        """(exchange id, status, details) of one exchange within *limit* seconds; never raises."""
+        started = began = time.perf_counter()
         exchange: Any = None
         try:
             exchange = await in_daemon_thread(lambda: self._client(index))
             started = time.perf_counter()  # latency of the exchange, not of importing ccxt
             method = exchange.fetch_status if _supports(exchange, "fetchStatus") else exchange.fetch_time
-            if inspect.iscoroutinefunction(method):
-                answer = await method()
-            else:
-                answer = await in_daemon_thread(method, name="otelres-health-exchange")
+            call = method() if inspect.iscoroutinefunction(method) else in_daemon_thread(
+                method, name="otelres-health-exchange"
+            )
+            try:
+                answer = await asyncio.wait_for(call, max(0.0, limit - (time.perf_counter() - began)))
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no answer within {limit:.3g} s") from None
         except Exception as exc:
             data = {
                 "status": "error",
