@@ -121,6 +121,19 @@ def no_backoff() -> Iterator[None]:
             _no_backoff_depth -= 1
 
 
+def _seconds(value: object) -> float | None:
+    """A ``retry_after`` hook's answer as seconds: None, a number >= 0 or a numeric string."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected seconds, got {value!r}")
+    if not value >= 0:  # negative or NaN
+        raise ValueError(f"expected seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def _default_retry_after(exc: BaseException) -> float | None:
     """The ``retry_after`` attribute (seconds) of *exc* when it has a numeric one."""
     value = getattr(exc, "retry_after", None)
@@ -220,7 +233,9 @@ class Retry:
         whose wait would end after it. None: no deadline.
     ``retry_after``
         A function receiving the exception and returning the delay in seconds the server
-        asked for (an HTTP ``Retry-After``), or None. The wait becomes at least that
+        asked for (an HTTP ``Retry-After``: a number, or the header's numeric string), or
+        None; anything else (an HTTP date, a negative number) is logged and ignored, never
+        raised. The wait becomes at least that
         delay; if the server asks for more than ``max_delay`` (or past the deadline) the
         exception is re-raised instead, since an earlier retry would be refused anyway.
         The default reads a numeric ``retry_after`` attribute, which otelres'
@@ -713,9 +728,12 @@ class Retry:
         delay = self._backoff(attempt, previous)
         if exc is not None and self.retry_after is not None:
             try:
-                asked = self.retry_after(exc)
+                asked = _seconds(self.retry_after(exc))
             except Exception:
-                _log.exception("otelres: retry_after of retry %r raised; ignored", self.name)
+                _log.exception(
+                    "otelres: retry_after of retry %r raised or gave no number of seconds; ignored",
+                    self.name,
+                )
                 asked = None
             if asked is not None:
                 if asked > self.max_delay:

@@ -281,6 +281,24 @@ def test_raising_retry_after_hook_is_ignored(clock: FakeClock, call: Call) -> No
     assert clock.slept == [1.0]
 
 
+def test_retry_after_header_string_is_honoured(clock: FakeClock, call: Call) -> None:
+    """A hook returning the Retry-After header's text ("3") sets the wait like the number would."""
+    retry = make(clock, retry_after=lambda exc: " 3 ")
+    assert call(retry, Script(Flaky())) == "ok"
+    assert clock.slept == [3.0]
+
+
+@pytest.mark.parametrize("answer", ["Wed, 21 Oct 2026 07:28:00 GMT", -5, float("nan"), object(), True])
+def test_unusable_retry_after_is_ignored(clock: FakeClock, call: Call, answer: object) -> None:
+    """A hook answer that is no number of seconds is ignored: normal backoff, errors unchanged."""
+    retry = make(clock, max_attempts=2, retry_after=lambda exc: answer)
+    last = Flaky("second")
+    with pytest.raises(Flaky) as info:
+        call(retry, Script(Flaky("first"), last))
+    assert info.value is last
+    assert clock.slept == [1.0]
+
+
 # ---------------------------------------------------------------------------- idempotency
 def test_non_idempotent_is_not_retried(clock: FakeClock, call: Call) -> None:
     """idempotent=False without a retry_safe check never retries a failed attempt."""
