@@ -91,12 +91,7 @@ def get_meter(provider: MeterProvider | None = None) -> Meter:
                 INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL
             )
         return _global_meter
-    with _lock:
-        meter = _meters.get(provider)
-        if meter is None:
-            meter = provider.get_meter(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
-            _meters[provider] = meter
-    return meter
+    return _cached(_meters, provider, provider.get_meter)
 
 
 def get_tracer(provider: TracerProvider | None = None) -> Tracer:
@@ -108,12 +103,22 @@ def get_tracer(provider: TracerProvider | None = None) -> Tracer:
                 INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL
             )
         return _global_tracer
+    return _cached(_tracers, provider, provider.get_tracer)
+
+
+_S = TypeVar("_S")
+
+
+def _cached(
+    cache: weakref.WeakKeyDictionary[Any, _S], provider: object, make: Callable[..., _S]
+) -> _S:
+    """The ``otelres`` meter or tracer of *provider* from *cache*, made by *make* the first time."""
     with _lock:
-        tracer = _tracers.get(provider)
-        if tracer is None:
-            tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
-            _tracers[provider] = tracer
-    return tracer
+        scoped = cache.get(provider)
+        if scoped is None:
+            scoped = make(INSTRUMENTATION_NAME, __version__, schema_url=SCHEMA_URL)
+            cache[provider] = scoped
+    return scoped
 
 
 T = TypeVar("T")
@@ -176,7 +181,6 @@ class ObservedSet(Generic[T]):
         for group in groups:
             seen.extend(group)
         return seen
-
 
     def _all_groups(self) -> list[weakref.WeakSet[Any]]:
         groups = list(self._groups.values())

@@ -113,27 +113,23 @@ class OtlpHttpReceiver:
     # -- decoded views -----------------------------------------------------------------
     def spans(self) -> list[Any]:
         """Every received span (protobuf ``Span`` messages)."""
-        return [
-            span
-            for request in self.traces
-            for resource_spans in request.resource_spans
-            for scope_spans in resource_spans.scope_spans
-            for span in scope_spans.spans
-        ]
+        return _items(self.traces, "resource_spans", "scope_spans", "spans")
 
     def span_names(self) -> list[str]:
         """Names of every received span, in arrival order."""
         return [span.name for span in self.spans()]
 
+    def metrics_received(self) -> list[Any]:
+        """Every received metric (protobuf ``Metric`` messages, data points included)."""
+        return _items(self.metrics, "resource_metrics", "scope_metrics", "metrics")
+
     def metric_names(self) -> set[str]:
         """Names of every metric received so far."""
-        return {
-            metric.name
-            for request in self.metrics
-            for resource_metrics in request.resource_metrics
-            for scope_metrics in resource_metrics.scope_metrics
-            for metric in scope_metrics.metrics
-        }
+        return {metric.name for metric in self.metrics_received()}
+
+    def log_records(self) -> list[Any]:
+        """Every received log record (protobuf ``LogRecord`` messages)."""
+        return _items(self.logs, "resource_logs", "scope_logs", "log_records")
 
     def resource_attributes(self) -> dict[str, Any]:
         """Resource attributes of the first request received (any signal)."""
@@ -146,15 +142,16 @@ class OtlpHttpReceiver:
                 return {kv.key: _any_value(kv.value) for kv in item.resource.attributes}
         return {}
 
-    def log_records(self) -> list[Any]:
-        """Every received log record (protobuf ``LogRecord`` messages)."""
-        return [
-            record
-            for request in self.logs
-            for resource_logs in request.resource_logs
-            for scope_logs in resource_logs.scope_logs
-            for record in scope_logs.log_records
-        ]
+
+def _items(requests: list[Any], resources: str, scopes: str, items: str) -> list[Any]:
+    """The innermost messages of OTLP export *requests*: resource -> scope -> item."""
+    return [
+        item
+        for request in requests
+        for resource in getattr(request, resources)
+        for scope in getattr(resource, scopes)
+        for item in getattr(scope, items)
+    ]
 
 
 def _any_value(value: Any) -> Any:
