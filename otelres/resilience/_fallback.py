@@ -243,6 +243,9 @@ class Fallback:
                         keeper._cache.popitem(last=False)
             except TypeError:  # unhashable arguments: this call cannot be remembered
                 continue
+            except Exception:  # a broken key function must not cost the caller its result
+                _log.exception("otelres: key function of fallback %r raised", keeper.name)
+                continue
 
     def _offer(
         self, exc: Exception, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -259,7 +262,10 @@ class Fallback:
                 key = self._key(fn, args, kwargs)
                 with self._lock:
                     entry = self._cache.get(key)
-            except TypeError:
+            except TypeError:  # unhashable arguments: nothing was remembered
+                entry = None
+            except Exception:
+                _log.exception("otelres: key function of fallback %r raised", self.name)
                 entry = None
             if entry is None:
                 raise _Nothing

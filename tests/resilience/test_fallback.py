@@ -240,3 +240,20 @@ def test_chain_made_circular_still_ends(call: Call) -> None:
 
     with pytest.raises(Down):
         call(first, down)
+
+
+def test_raising_key_function_never_reaches_the_caller(call: Call, caplog: pytest.LogCaptureFixture) -> None:
+    """A key function that raises is logged: successes still return, failures get the next fallback."""
+
+    def broken_key(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        raise KeyError("bug in key")
+
+    chain = Fallback("cache", last_good=True, key=broken_key, then=Fallback("default", value=-1))
+
+    def down() -> None:
+        raise Down
+
+    with caplog.at_level(logging.ERROR, logger="otelres"):
+        assert call(chain, lambda: 7) == 7
+        assert call(chain, down) == -1
+    assert "key function of fallback 'cache' raised" in caplog.text
