@@ -30,7 +30,8 @@ It is idempotent (a second call returns the same :class:`Telemetry`), never repl
 provider the application already set (it warns and leaves that signal alone), and with
 ``OTEL_SDK_DISABLED=true`` sets up nothing while everything else keeps working.
 Exports that fail are remembered: :func:`export_status` tells, and the built-in health
-check turns YELLOW.
+check turns YELLOW. Shutting down, explicitly or at interpreter exit, flushes for at most
+``[telemetry] shutdown_timeout_seconds``, so a collector that is down cannot hold up the exit.
 """
 
 from __future__ import annotations
@@ -295,8 +296,13 @@ def configure(
     (inject them into components instead); ``metric_readers`` and ``span_processors`` are
     added to the providers, for example an alert manager's reader or an in-memory exporter.
 
-    Calling it again returns the handle of the first call (shut that one down first to
-    configure anew).
+    Calling it again returns the handle of the first call, with a ``RuntimeWarning`` when
+    the configuration differs. OpenTelemetry lets a process set its global providers only
+    once: after ``shutdown()`` a new call warns and leaves those signals off (use
+    ``set_global=False`` for throw-away pipelines, as tests do).
+
+    Raises :class:`~otelres.config.ConfigError` for an invalid configuration and when the
+    Prometheus port is taken (naming ``telemetry.prometheus_port``); nothing is installed then.
     """
     global _active
     with _configure_lock:
