@@ -547,7 +547,7 @@ def _apply_otel_env(
     resource = env.get("OTEL_RESOURCE_ATTRIBUTES")
     if resource:
         merged = dict(table.get("resource_attributes") or {})
-        for item in resource.split(","):
+        for item in filter(str.strip, resource.split(",")):  # "a=1," is common; skip empties
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 problems.append(

@@ -176,7 +176,7 @@ def test_otel_environment_wins_over_the_file(tmp_path: Path) -> None:
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_SDK_DISABLED": "true",
-        "OTEL_RESOURCE_ATTRIBUTES": "team=env,deployment.environment=prod%20eu",
+        "OTEL_RESOURCE_ATTRIBUTES": "team=env, deployment.environment=prod%20eu,",
         "OTEL_EXPORTER_PROMETHEUS_HOST": "0.0.0.0",
         "OTEL_EXPORTER_PROMETHEUS_PORT": "9100",
         "OTEL_METRIC_EXPORT_INTERVAL": "2500",
