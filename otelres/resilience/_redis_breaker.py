@@ -25,7 +25,6 @@ decided without Redis is counted in ``otelres.redis.unavailable``.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,11 +32,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from otelres.resilience._breaker_state import BreakerState
 from otelres.resilience._breaker_storage import LocalBreakerStorage, StoredState
 from otelres.resilience._redis_client import (
-    UNAVAILABLE,
     FailMode,
     RedisConnection,
+    RedisGuardState,
     RedisUnavailableError,
-    count_of,
 )
 from otelres.resilience._redis_scripts import BREAKER_SCRIPT
 
@@ -69,7 +67,7 @@ def _stored(reply: list[Any]) -> StoredState:
     )
 
 
-class RedisBreakerStorage:
+class RedisBreakerStorage(RedisGuardState):
     """The state of breaker *name* in Redis, shared by every process using that name.
 
     Usually not built by hand: :func:`otelres.resilience.use_redis` makes every breaker
@@ -87,23 +85,18 @@ class RedisBreakerStorage:
     """
 
     __slots__ = (
-        "__weakref__",
         "_cache_for",
         "_cached",
         "_cached_until",
         "_clock",
-        "_conn",
         "_failures",
-        "_key",
         "_local",
         "_local_dirty",
         "_ttl_ms",
-        "_unavailable_count",
-        "fail_mode",
-        "name",
     )
 
     guard_kind: ClassVar[str] = "breaker"
+    key_kind: ClassVar[str] = "breaker"
 
     def __init__(
         self,
@@ -116,20 +109,11 @@ class RedisBreakerStorage:
         clock: Callable[[], float] = time.monotonic,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        mode = connection.fail_mode if fail_mode is None else fail_mode
-        if mode not in ("open", "closed"):
-            raise ValueError(f"fail_mode must be 'open' or 'closed'; got {mode!r}")
         cache = connection.state_cache_seconds if state_cache_seconds is None else state_cache_seconds
         if not cache >= 0:
             raise ValueError(f"state_cache_seconds must be >= 0; got {cache!r}")
         if not state_ttl > 0:
             raise ValueError(f"state_ttl must be > 0 seconds; got {state_ttl!r}")
-        self.name = name
-        self.fail_mode: FailMode = mode
-        self._conn = connection
-        # Import redis-py and build the client now, not in the first guarded call.
-        _ = connection.client
-        self._key = connection.key("breaker", name)
         self._ttl_ms = max(1000, int(state_ttl * 1000))
         self._clock = clock
         self._cache_for = float(cache)
@@ -138,18 +122,7 @@ class RedisBreakerStorage:
         self._failures = 0
         self._local = LocalBreakerStorage(clock)
         self._local_dirty = False
-        self._unavailable_count = itertools.count()
-        UNAVAILABLE.add(self, meter_provider)
-
-    @property
-    def key(self) -> str:
-        """The Redis key holding this breaker's state."""
-        return self._key
-
-    @property
-    def unavailable_calls(self) -> int:
-        """Calls decided without Redis (fail mode); published as ``otelres.redis.unavailable``."""
-        return count_of(self._unavailable_count)
+        super().__init__(name, connection, fail_mode, meter_provider)
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, *args: Any) -> Any:

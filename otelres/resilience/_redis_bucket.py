@@ -29,18 +29,16 @@ Each call decided without Redis is counted in ``otelres.redis.unavailable``.
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from otelres.resilience._errors import RateLimitExceededError
 from otelres.resilience._rate_limiter_backend import LocalTokenBucket
 from otelres.resilience._redis_client import (
-    UNAVAILABLE,
     FailMode,
     RedisConnection,
+    RedisGuardState,
     RedisUnavailableError,
-    count_of,
 )
 from otelres.resilience._redis_scripts import BUCKET_SCRIPT
 
@@ -61,7 +59,7 @@ def _num(value: float) -> bytes:
     return (str(int(value)) if float(value).is_integer() else repr(float(value))).encode()
 
 
-class RedisTokenBucket:
+class RedisTokenBucket(RedisGuardState):
     """The token bucket of limiter *name* in Redis, shared by every process using that name.
 
     Usually built for you by :func:`otelres.resilience.use_redis`; by hand::
@@ -76,22 +74,10 @@ class RedisTokenBucket:
     unreachable in fail-open mode (default: *rate*; its burst shrinks in proportion).
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_args_cache",
-        "_available",
-        "_available_at",
-        "_capacity",
-        "_conn",
-        "_key",
-        "_local",
-        "_rate",
-        "_unavailable_count",
-        "fail_mode",
-        "name",
-    )
+    __slots__ = ("_args_cache", "_available", "_available_at", "_capacity", "_local", "_rate")
 
     guard_kind: ClassVar[str] = "limiter"
+    key_kind: ClassVar[str] = "bucket"
 
     def __init__(
         self,
@@ -108,26 +94,16 @@ class RedisTokenBucket:
             raise ValueError(f"rate must be > 0 tokens per second; got {rate!r}")
         if not capacity > 0:
             raise ValueError(f"capacity must be > 0 tokens; got {capacity!r}")
-        mode = connection.fail_mode if fail_mode is None else fail_mode
-        if mode not in ("open", "closed"):
-            raise ValueError(f"fail_mode must be 'open' or 'closed'; got {mode!r}")
         local_rate = rate if fail_open_rate is None else fail_open_rate
         if not local_rate > 0:
             raise ValueError(f"fail_open_rate must be > 0 tokens per second; got {fail_open_rate!r}")
-        self.name = name
-        self.fail_mode: FailMode = mode
-        self._conn = connection
-        # Import redis-py and build the client now, not in the first guarded call.
-        _ = connection.client
-        self._key = connection.key("bucket", name)
         self._rate = float(rate)
         self._capacity = float(capacity)
         self._args_cache = (_num(rate), _num(capacity))
         self._local = LocalTokenBucket(local_rate, capacity * min(1.0, local_rate / rate))
         self._available = 0.0
         self._available_at = float("-inf")
-        self._unavailable_count = itertools.count()
-        UNAVAILABLE.add(self, meter_provider)
+        super().__init__(name, connection, fail_mode, meter_provider)
 
     @property
     def rate(self) -> float:
@@ -138,16 +114,6 @@ class RedisTokenBucket:
     def capacity(self) -> float:
         """Most tokens the bucket holds."""
         return self._capacity
-
-    @property
-    def key(self) -> str:
-        """The Redis key holding this bucket."""
-        return self._key
-
-    @property
-    def unavailable_calls(self) -> int:
-        """Calls decided without Redis (fail mode); published as ``otelres.redis.unavailable``."""
-        return count_of(self._unavailable_count)
 
     # ------------------------------------------------------------------ plumbing
     def _unavailable(self) -> None:
@@ -160,38 +126,47 @@ class RedisTokenBucket:
                 f"rate limit {self.name!r}: Redis is unavailable and fail_mode is 'closed'",
             )
 
+    def _take_args(self, cost: float, max_wait: float | None) -> tuple[bytes, ...]:
+        """The script's arguments for taking *cost*: reject mode (*max_wait* 0) or a reservation."""
+        rate, capacity = self._args_cache
+        if max_wait is None:
+            return rate, capacity, _num(cost), _NO_LIMIT
+        limit = str(int(max_wait * 1e6)).encode() if max_wait else b"0"
+        return rate, capacity, _num(cost), limit
+
     @staticmethod
-    def _wait_of(reply: Any) -> float | None:
-        """The wait in seconds of a take reply, or None when nothing was taken."""
+    def _try_reply(reply: Any) -> float:
+        """:meth:`try_acquire`'s answer from a reject-mode reply: 0.0, or the seconds to wait."""
+        return 0.0 if reply[0] else max(int(reply[1]) / 1e6, 1e-6)
+
+    @staticmethod
+    def _reserve_reply(reply: Any) -> float | None:
+        """:meth:`reserve`'s answer from a reservation reply: the wait, or None (nothing taken)."""
         return int(reply[1]) / 1e6 if reply[0] else None
 
     # ------------------------------------------------------------------ protocol
     def try_acquire(self, cost: float) -> float:
         """Take *cost* tokens now (0.0), or take nothing and return the seconds until they exist."""
-        rate, capacity = self._args_cache
         try:
-            reply = self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, _num(cost), b"0")
+            reply = self._conn.run(BUCKET_SCRIPT, self._key, *self._take_args(cost, 0))
         except RedisUnavailableError:
             self._unavailable()
             return self._local.try_acquire(cost)
-        return 0.0 if reply[0] else max(int(reply[1]) / 1e6, 1e-6)
+        return self._try_reply(reply)
 
     def reserve(self, cost: float, max_wait: float | None) -> float | None:
         """Take *cost* tokens, into debt if needed; the wait, or None when it would exceed *max_wait*."""
-        rate, capacity = self._args_cache
-        limit = _NO_LIMIT if max_wait is None else str(int(max_wait * 1e6)).encode()
         try:
-            reply = self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, _num(cost), limit)
+            reply = self._conn.run(BUCKET_SCRIPT, self._key, *self._take_args(cost, max_wait))
         except RedisUnavailableError:
             self._unavailable()
             return self._local.reserve(cost, max_wait)
-        return self._wait_of(reply)
+        return self._reserve_reply(reply)
 
     def refund(self, cost: float) -> None:
         """Give back *cost* unused tokens (capped at capacity)."""
-        rate, capacity = self._args_cache
         try:
-            self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, _num(-cost), b"0")
+            self._conn.run(BUCKET_SCRIPT, self._key, *self._take_args(-cost, 0))
         except RedisUnavailableError:
             self._local.refund(cost)
 
@@ -203,9 +178,8 @@ class RedisTokenBucket:
         now = time.monotonic()
         if now - self._available_at < 1.0:
             return self._available
-        rate, capacity = self._args_cache
         try:
-            reply = self._conn.run(BUCKET_SCRIPT, self._key, rate, capacity, b"0", b"0")
+            reply = self._conn.run(BUCKET_SCRIPT, self._key, *self._take_args(0, 0))
         except RedisUnavailableError:
             # Fail-closed grants nothing while Redis is away: zero is the truthful answer.
             return 0.0 if self.fail_mode == "closed" else self._local.available()
@@ -215,24 +189,21 @@ class RedisTokenBucket:
 
     async def try_acquire_async(self, cost: float) -> float:
         """:meth:`try_acquire` on the asyncio client: the event loop never blocks."""
-        rate, capacity = self._args_cache
         try:
-            reply = await self._conn.run_async(BUCKET_SCRIPT, self._key, rate, capacity, _num(cost), b"0")
+            reply = await self._conn.run_async(BUCKET_SCRIPT, self._key, *self._take_args(cost, 0))
         except RedisUnavailableError:
             self._unavailable()
             return self._local.try_acquire(cost)
-        return 0.0 if reply[0] else max(int(reply[1]) / 1e6, 1e-6)
+        return self._try_reply(reply)
 
     async def reserve_async(self, cost: float, max_wait: float | None) -> float | None:
         """:meth:`reserve` on the asyncio client: the event loop never blocks."""
-        rate, capacity = self._args_cache
-        limit = _NO_LIMIT if max_wait is None else str(int(max_wait * 1e6)).encode()
         try:
-            reply = await self._conn.run_async(BUCKET_SCRIPT, self._key, rate, capacity, _num(cost), limit)
+            reply = await self._conn.run_async(BUCKET_SCRIPT, self._key, *self._take_args(cost, max_wait))
         except RedisUnavailableError:
             self._unavailable()
             return self._local.reserve(cost, max_wait)
-        return self._wait_of(reply)
+        return self._reserve_reply(reply)
 
     def __repr__(self) -> str:
         return (

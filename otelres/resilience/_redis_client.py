@@ -44,6 +44,7 @@ __all__ = [
     "UNAVAILABLE",
     "FailMode",
     "RedisConnection",
+    "RedisGuardState",
     "RedisUnavailableError",
     "UsesRedis",
     "count_of",
@@ -468,24 +469,42 @@ class _LoopClient:
             await self.client.aclose()
 
 
-def _install(meter: Meter, live: Callable[[], list[RedisConnection]]) -> None:
-    """Create ``otelres.redis.available`` on *meter*, reading the live connections."""
-    def available(options: CallbackOptions) -> Iterable[Observation]:
+Points = Iterable[tuple[int, dict[str, str | int]]]
+
+
+def _observable(
+    create: Callable[..., object], name: str, points: Callable[[], Points], *, unit: str, description: str
+) -> None:
+    """Create observable instrument *name* with *create*, publishing ``points()`` at collection.
+
+    A failure while collecting is logged and yields no points: telemetry never breaks the app.
+    """
+
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
         from opentelemetry.metrics import Observation
 
-        def produce() -> Iterable[Observation]:
-            for conn in live():
-                parts = urlsplit(conn.url)
-                attrs: dict[str, str | int] = {"server.address": parts.hostname or parts.path}
-                if parts.port:
-                    attrs["server.port"] = parts.port
-                yield Observation(1 if conn.available else 0, attrs)
+        return _otel.safe_observations(
+            lambda: (Observation(value, attrs) for value, attrs in points()), name
+        )
 
-        return _otel.safe_observations(produce, "otelres.redis.available")
+    create(name, [callback], unit=unit, description=description)
 
-    meter.create_observable_gauge(
+
+def _server(conn: RedisConnection) -> dict[str, str | int]:
+    """``server.address`` and (for TCP) ``server.port`` of *conn*."""
+    parts = urlsplit(conn.url)
+    attrs: dict[str, str | int] = {"server.address": parts.hostname or parts.path}
+    if parts.port:
+        attrs["server.port"] = parts.port
+    return attrs
+
+
+def _install(meter: Meter, live: Callable[[], list[RedisConnection]]) -> None:
+    """Create ``otelres.redis.available`` on *meter*, reading the live connections."""
+    _observable(
+        meter.create_observable_gauge,
         "otelres.redis.available",
-        [available],
+        lambda: ((1 if conn.available else 0, _server(conn)) for conn in live()),
         unit="1",
         description=(
             "1 while the Redis server holding shared breaker and limiter state answers, "
@@ -510,27 +529,60 @@ class UsesRedis(Protocol):
         ...
 
 
+class RedisGuardState:
+    """What the breaker storage and the token bucket in Redis share: name, key, fail mode, count.
+
+    A subclass names its key kind (``<key_prefix>:<key_kind>:<name>``) and its
+    ``guard.kind`` for ``otelres.redis.unavailable``, validates its own arguments, then
+    calls this ``__init__``; it counts each call decided without Redis with
+    ``next(self._unavailable_count)``.
+    """
+
+    __slots__ = ("__weakref__", "_conn", "_key", "_unavailable_count", "fail_mode", "name")
+
+    guard_kind: ClassVar[str]
+    key_kind: ClassVar[str]
+
+    def __init__(
+        self,
+        name: str,
+        connection: RedisConnection,
+        fail_mode: FailMode | None,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        mode = connection.fail_mode if fail_mode is None else fail_mode
+        if mode not in FAIL_MODES:
+            raise ValueError(f"fail_mode must be 'open' or 'closed'; got {mode!r}")
+        self.name = name
+        self.fail_mode: FailMode = mode
+        self._conn = connection
+        # Import redis-py and build the client now, not in the first guarded call.
+        _ = connection.client
+        self._key = connection.key(self.key_kind, name)
+        self._unavailable_count = itertools.count()
+        UNAVAILABLE.add(self, meter_provider)
+
+    @property
+    def key(self) -> str:
+        """The Redis key holding this guard's state."""
+        return self._key
+
+    @property
+    def unavailable_calls(self) -> int:
+        """Calls decided without Redis (fail mode); published as ``otelres.redis.unavailable``."""
+        return count_of(self._unavailable_count)
+
+
 def _install_unavailable(meter: Meter, live: Callable[[], list[UsesRedis]]) -> None:
     """Create ``otelres.redis.unavailable`` on *meter*, reading the live storages and buckets."""
-    def unavailable(options: CallbackOptions) -> Iterable[Observation]:
-        from opentelemetry.metrics import Observation
-
-        def produce() -> Iterable[Observation]:
-            for component in live():
-                yield Observation(
-                    component.unavailable_calls,
-                    {
-                        "guard.kind": component.guard_kind,
-                        "guard.name": component.name,
-                        "redis.fail_mode": component.fail_mode,
-                    },
-                )
-
-        return _otel.safe_observations(produce, "otelres.redis.unavailable")
-
-    meter.create_observable_counter(
+    _observable(
+        meter.create_observable_counter,
         "otelres.redis.unavailable",
-        [unavailable],
+        lambda: (
+            (guard.unavailable_calls, {"guard.kind": guard.guard_kind, "guard.name": guard.name,
+                                       "redis.fail_mode": guard.fail_mode})
+            for guard in live()
+        ),
         unit="{call}",
         description=(
             "Guarded calls decided without Redis because it was unreachable: on local "
