@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
@@ -60,6 +61,13 @@ def _config_check(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     print(f"# {config.source or 'no configuration file: defaults'}", file=sys.stderr)
+    # Names only: values such as OTEL_EXPORTER_OTLP_HEADERS can carry credentials.
+    variables = sorted(
+        name for name, value in os.environ.items()
+        if value and (name.startswith("OTEL_") or name == "OTELRES_SPAN_MODE")
+    )
+    if variables:
+        print(f"# environment (wins over the file): {', '.join(variables)}", file=sys.stderr)
     print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     return 0
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +42,17 @@ def test_python_dash_m_runs_the_same_command() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"otelres {__version__}"
+
+
+def test_config_check_names_the_environment_variables_in_effect(tmp_path: Path) -> None:
+    """`otelres config check` shows the env-applied values and lists the OTEL_* names set, never their values."""
+    env = {"PATH": "/usr/bin:/bin", "OTEL_SERVICE_NAME": "from-env", "OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cret"}
+    result = subprocess.run(
+        [sys.executable, "-m", "otelres", "config", "check"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["telemetry"]["service_name"] == "from-env"
+    assert "# no configuration file: defaults" in result.stderr
+    assert "# environment (wins over the file): OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
