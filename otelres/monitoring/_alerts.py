@@ -19,6 +19,7 @@ others.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import inspect
@@ -431,14 +432,47 @@ class AlertManager:
         )
 
     def _dispatch(self, notifications: list[Alert]) -> None:
-        """Hand each notification to every handler in turn; a failure is logged and counted."""
+        """Hand the notifications to every handler; a failure is logged and counted.
+
+        Each handler gets them in order. Outside an event loop (the background thread),
+        handlers run side by side, one thread each, and this returns once all are done: a
+        webhook that hangs through its timeouts and retries must not hold the e-mail back.
+        Inside a running loop they run one after another in this thread, so that an
+        ``async def`` handler still becomes a task of that loop.
+        """
         if not notifications:
             return
         with self._state_lock:
             handlers = list(self._handlers)
-        for alert in notifications:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            in_loop = False
+        else:
+            in_loop = True
+        if in_loop or len(handlers) < 2:
             for handler in handlers:
-                self._notify(handler, alert)
+                self._deliver(handler, notifications)
+            return
+        workers = [
+            threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._deliver, handler, notifications),
+                name=f"otelres-alerts-{_handler_name(handler)}",
+                daemon=True,
+            )
+            for handler in handlers[1:]
+        ]
+        for worker in workers:
+            worker.start()
+        self._deliver(handlers[0], notifications)
+        for worker in workers:
+            worker.join()
+
+    def _deliver(self, handler: AlertHandler, notifications: list[Alert]) -> None:
+        """Notify *handler* of each alert in turn (firing before resolved, as they came)."""
+        for alert in notifications:
+            self._notify(handler, alert)
 
     def _notify(self, handler: AlertHandler, alert: Alert) -> None:
         """Call one handler; an awaitable it returns is run to completion or scheduled.

@@ -446,3 +446,41 @@ def test_email_over_starttls_with_login(certificate: tuple[Path, Path]) -> None:
     finally:
         controller.stop()
     assert len(inbox.messages) == 1
+
+
+def test_a_hanging_webhook_does_not_hold_back_the_other_handlers(
+    receiver: WebhookReceiver, smtp: tuple[Controller, Inbox]
+) -> None:
+    """While a webhook sits through its timeouts, the e-mail of the same alert is already sent."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from otelres.monitoring import AlertManager, AlertRule, MetricsCollector
+
+    controller, inbox = smtp
+    receiver.delay = 0.6
+    mailed_at: list[float] = []
+    email = EmailAlertHandler("127.0.0.1", _port(controller), sender="bot@example.test",
+                              recipients=["ops@example.test"])
+
+    def email_and_note_time(alert: Alert) -> None:
+        email(alert)
+        mailed_at.append(time.monotonic())
+
+    manager = AlertManager(
+        [AlertRule("errors", "app.errors", ">", 0)],
+        [WebhookAlertHandler(receiver.url(), timeout_seconds=0.2, max_attempts=3),
+         email_and_note_time],
+        service_name="bot",
+    )
+    provider = MeterProvider(metric_readers=[manager.reader])
+    MetricsCollector(meter_provider=provider).increment("app.errors")
+    started = time.monotonic()
+    with no_backoff():
+        (alert,) = manager.evaluate()
+    finished = time.monotonic()
+    provider.shutdown()
+    assert alert.status == "firing"
+    assert len(receiver.requests) == 3  # every webhook attempt timed out, after 0.6 s at least
+    assert finished - started >= 0.55
+    assert mailed_at[0] - started < 0.5  # the e-mail did not wait for them
+    assert len(inbox.messages) == 1
