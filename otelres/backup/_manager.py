@@ -344,17 +344,23 @@ class BackupManager:
         """Stream one entry through the compressor into storage, hashing both sides.
 
         Big JSON values and big files go through :func:`pipelined`: this thread
-        serializes or reads while a worker compresses, hashes and writes.
+        serializes or reads and hashes the original bytes while a worker compresses,
+        hashes the stored bytes and writes (hashlib and zlib release the GIL, so on two
+        cores the hashing of the original costs no wall time).
         """
         plain = hashlib.sha256()
         stored = hashlib.sha256()
         sizes = [0, 0]
         engine = compressor(self.compression, self.compression_level)
 
-        def stream(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+        def original(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
             for chunk in chunks:
                 plain.update(chunk)
                 sizes[0] += len(chunk)
+                yield chunk
+
+        def compressed(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+            for chunk in chunks:
                 out = engine.compress(chunk)  # type: ignore[arg-type]
                 if out:
                     stored.update(out)
@@ -366,26 +372,26 @@ class BackupManager:
                 sizes[1] += len(out)
                 yield out
 
-        def sink(chunks: Iterator[bytes]) -> int:
-            return staged.write_entry(path, stream(chunks))
+        def sink(chunks: Iterator[bytes | memoryview]) -> int:
+            return staged.write_entry(path, compressed(chunks))
 
         if isinstance(source, bytes):
             view = memoryview(source)
-            staged.write_entry(path, stream(view[i : i + CHUNK] for i in range(0, len(view), CHUNK)))
+            sink(original(view[i : i + CHUNK] for i in range(0, len(view), CHUNK)))
         elif isinstance(source, LargeJson):
             try:
-                pipelined(json_pieces(source.value, source.default), sink)
+                pipelined(original(json_pieces(source.value, source.default)), sink)
             except (TypeError, ValueError) as exc:
                 raise BackupError(f"entry {name!r}: not JSON-serializable: {exc}") from None
             except RecursionError:
                 raise BackupError(f"entry {name!r}: nested too deeply to serialize") from None
         elif kind == "sqlite":
             with sqlite_snapshot(name, source) as snapshot:
-                pipelined(read_chunks(snapshot), sink)
+                pipelined(original(read_chunks(snapshot)), sink)
         elif source.stat().st_size > _PIPELINE_FILE_BYTES:
-            pipelined(read_chunks(source), sink)
+            pipelined(original(read_chunks(source)), sink)
         else:
-            sink(read_chunks(source))
+            sink(original(read_chunks(source)))
         return EntryRecord(
             name=name,
             kind=kind,  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ SLICE = 2048
 """Items per slice of a big list or dict."""
 _BATCH = 1 << 20
 _T = TypeVar("_T")
+_P = TypeVar("_P")
 _END = object()
 _STOP = object()
 
@@ -99,7 +100,7 @@ def json_pieces(value: Any, default: Callable[[Any], Any] | None = None) -> Iter
         yield "".join(batch).encode("ascii")
 
 
-def _consume(channel: queue.Queue[Any]) -> Iterator[bytes]:
+def _consume(channel: queue.Queue[Any]) -> Iterator[Any]:
     """Yield the chunks put on *channel* until the producer says it ended or failed."""
     while True:
         item = channel.get()
@@ -110,7 +111,7 @@ def _consume(channel: queue.Queue[Any]) -> Iterator[bytes]:
         yield item
 
 
-def pipelined(pieces: Iterator[bytes], sink: Callable[[Iterator[bytes]], _T]) -> _T:
+def pipelined(pieces: Iterator[_P], sink: Callable[[Iterator[_P]], _T]) -> _T:
     """Run ``sink(chunks)`` in a worker thread while this thread produces *pieces*.
 
     An exception on either side stops both and is raised here (the producer's first);
