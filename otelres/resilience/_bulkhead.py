@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelres import _otel
+from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate
 from otelres.resilience._checks import Checker
@@ -49,17 +50,7 @@ T = TypeVar("T")
 
 def _install(meter: Meter, live: Callable[[], list[Bulkhead]]) -> None:
     def gauge(attr: str, name: str) -> Callable[[CallbackOptions], Iterator[Observation]]:
-        def observe(options: CallbackOptions) -> Iterator[Observation]:
-            def produce() -> Iterator[Observation]:
-                totals: dict[str, int] = {}
-                for bulkhead in live():
-                    totals[bulkhead.name] = totals.get(bulkhead.name, 0) + getattr(bulkhead, attr)
-                for name, value in totals.items():
-                    yield Observation(value, {"bulkhead.name": name})
-
-            return iter(_otel.safe_observations(produce, name))
-
-        return observe
+        return _inst.summed_by_name(name, live, "bulkhead.name", [(attr, {})])
 
     meter.create_observable_gauge(
         "otelres.bulkhead.in_flight",

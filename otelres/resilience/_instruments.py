@@ -12,14 +12,18 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from otelres import _otel
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, Histogram, Meter
     from opentelemetry.util.types import AttributeValue
 
-__all__ = ["SlowPathInstruments", "add", "observe"]
+__all__ = ["SlowPathInstruments", "add", "observe", "summed_by_name"]
 
 _log = logging.getLogger("otelres")
 _lock = threading.Lock()
@@ -73,6 +77,35 @@ class SlowPathInstruments:
                 instrument = create()
                 per_meter[name] = instrument
             return instrument
+
+
+def summed_by_name(
+    instrument: str,
+    live: Callable[[], Sequence[Any]],
+    name_key: str,
+    series: Sequence[tuple[str, Mapping[str, AttributeValue]]],
+) -> Callable[[CallbackOptions], Iterator[Observation]]:
+    """An observable-instrument callback publishing plain per-component counts.
+
+    For each ``(attribute, extra)`` of *series* it reports ``getattr(component, attribute)``
+    summed over the *live* components sharing a ``name`` (components sharing a name are one
+    series, not duplicates), labelled ``{name_key: name, **extra}``. A failure while
+    collecting is logged and reports nothing (see :func:`otelres._otel.safe_observations`).
+    """
+
+    def callback(options: CallbackOptions) -> Iterator[Observation]:
+        def produce() -> Iterator[Observation]:
+            totals: dict[tuple[str, int], float] = {}
+            for component in live():
+                for index, (attribute, _) in enumerate(series):
+                    key = (component.name, index)
+                    totals[key] = totals.get(key, 0) + getattr(component, attribute)
+            for (name, index), value in totals.items():
+                yield Observation(value, {name_key: name, **series[index][1]})
+
+        return iter(_otel.safe_observations(produce, instrument))
+
+    return callback
 
 
 def add(counter: Counter, value: float, attributes: Mapping[str, AttributeValue]) -> None:

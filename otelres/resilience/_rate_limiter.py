@@ -116,23 +116,6 @@ def _set_pending(future: asyncio.Future[None]) -> None:
 
 
 def _install(meter: Meter, live: Callable[[], list[RateLimiter]]) -> None:
-    def acquisitions(options: CallbackOptions) -> Iterator[Observation]:
-        def produce() -> Iterator[Observation]:
-            # Limiters sharing a name are one series: sum them rather than report duplicates.
-            totals: dict[tuple[str, str], int] = {}
-            for limiter in live():
-                for outcome, value in (
-                    ("acquired", limiter._acquired),
-                    ("waited", limiter._waited),
-                    ("rejected", limiter._rejected),
-                ):
-                    key = (limiter.name, outcome)
-                    totals[key] = totals.get(key, 0) + value
-            for (name, outcome), value in totals.items():
-                yield Observation(value, {"limiter.name": name, "limiter.outcome": outcome})
-
-        return iter(_otel.safe_observations(produce, "otelres.limiter.acquisitions"))
-
     def available(options: CallbackOptions) -> Iterator[Observation]:
         tokens: dict[str, float] = {}
         for limiter in live():
@@ -142,9 +125,14 @@ def _install(meter: Meter, live: Callable[[], list[RateLimiter]]) -> None:
                 _log.debug("otelres: reading the tokens of limiter %r failed", limiter.name, exc_info=True)
         return iter([Observation(value, {"limiter.name": name}) for name, value in tokens.items()])
 
+    outcomes = (
+        ("_acquired", {"limiter.outcome": "acquired"}),
+        ("_waited", {"limiter.outcome": "waited"}),
+        ("_rejected", {"limiter.outcome": "rejected"}),
+    )
     meter.create_observable_counter(
         "otelres.limiter.acquisitions",
-        [acquisitions],
+        [_inst.summed_by_name("otelres.limiter.acquisitions", live, "limiter.name", outcomes)],
         unit="{acquisition}",
         description="Token requests to a rate limiter, by outcome",
     )

@@ -35,8 +35,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
-from opentelemetry.metrics import CallbackOptions, Observation
-
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
@@ -176,28 +174,14 @@ async def _once_async(
 
 def _install(meter: Meter, live: Callable[[], list[Retry]]) -> None:
     outcomes = (
-        ("success_without_retry", "_ok_first"),
-        ("success_with_retry", "_ok_retried"),
-        ("failed_without_retry", "_failed_first"),
-        ("failed_with_retry", "_failed_retried"),
+        ("_ok_first", {"retry.outcome": "success_without_retry"}),
+        ("_ok_retried", {"retry.outcome": "success_with_retry"}),
+        ("_failed_first", {"retry.outcome": "failed_without_retry"}),
+        ("_failed_retried", {"retry.outcome": "failed_with_retry"}),
     )
-
-    def calls(options: CallbackOptions) -> Iterator[Observation]:
-        def produce() -> Iterator[Observation]:
-            # Retries sharing a name are one series: sum them rather than report duplicates.
-            totals: dict[tuple[str, str], int] = {}
-            for retry in live():
-                for outcome, attr in outcomes:
-                    key = (retry.name, outcome)
-                    totals[key] = totals.get(key, 0) + getattr(retry, attr)
-            for (name, outcome), value in totals.items():
-                yield Observation(value, {"retry.name": name, "retry.outcome": outcome})
-
-        return iter(_otel.safe_observations(produce, "otelres.retry.calls"))
-
     meter.create_observable_counter(
         "otelres.retry.calls",
-        [calls],
+        [_inst.summed_by_name("otelres.retry.calls", live, "retry.name", outcomes)],
         unit="{call}",
         description="Calls guarded by a retry, by outcome",
     )
