@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.context import get_current
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_current, get_value
 
 from otelres.monitoring._formatters import extra_fields, message_of
 from otelres.monitoring._redaction import Redactor, safe_str
@@ -85,8 +85,9 @@ class OTelLogHandler(logging.Handler):
     """Emit log records to *logger_provider* (an SDK ``LoggerProvider``, or the API global).
 
     One OTel logger per Python logger name, so the instrumentation scope is the logger
-    name. Records from the ``opentelemetry`` loggers themselves are not sent, so an
-    exporter that logs its own failures cannot feed them back into the pipeline forever.
+    name. Records from the ``opentelemetry`` loggers themselves, and any record logged
+    while the SDK exports (instrumentation suppressed: the HTTP client's own debug lines),
+    are not sent, so an export cannot feed its own records back into the pipeline forever.
 
     ``flush()`` does nothing: exporting what the provider buffers is the provider's
     ``force_flush()`` / ``shutdown()`` (``otelres.configure()``'s shutdown calls them), and
@@ -118,6 +119,10 @@ class OTelLogHandler(logging.Handler):
         """Translate *record* into an OTel log record and emit it (never raises)."""
         name = record.name
         if name == "opentelemetry" or name.startswith("opentelemetry."):
+            return
+        if get_value(_SUPPRESS_INSTRUMENTATION_KEY):
+            # Logged while the SDK exports (urllib3's "POST /v1/logs" at DEBUG): sending it
+            # would cause the next export, which logs again, forever.
             return
         try:
             redactor = self.redactor

@@ -189,3 +189,26 @@ def test_integers_beyond_int64_are_kept_as_text(
     assert attributes["balance"] == str(2**70)
     assert attributes["ids"] == f"[1, {2**64}]"
     assert attributes["qty"] == 3
+
+
+@pytest.mark.integration
+def test_debug_records_of_the_export_itself_are_not_fed_back(stream: io.StringIO) -> None:
+    """At DEBUG, urllib3's lines about each OTLP/HTTP export are not exported, so one record stays one."""
+    import time
+
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    with OtlpHttpReceiver() as receiver:
+        provider = LoggerProvider()
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(
+                OTLPLogExporter(endpoint=f"{receiver.endpoint}/v1/logs"), schedule_delay_millis=50
+            )
+        )
+        setup_logging(MonitoringSettings(log_level="DEBUG"), stream=stream, logger_provider=provider)
+        get_logger("app").info("one line")
+        receiver.wait_for(lambda r: bool(r.log_records()))
+        time.sleep(0.5)  # ten more export cycles, had the export's own records been queued
+        provider.shutdown()
+    assert [r.body.string_value for r in receiver.log_records()] == ["one line"]
+    assert "POST /v1/logs" in stream.getvalue()  # still on the console, as DEBUG asks
