@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from otelres.resilience import RedisConnection
 from tests.conftest import free_port, require_binary
 
 
@@ -143,3 +144,18 @@ def _own_redis_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(name="conns")
+def _conns(redis_server: RedisServer) -> Iterator[list[RedisConnection]]:
+    """Three connections to the emptied session server (key prefix ``t``), standing for three processes."""
+    conns = [RedisConnection(redis_server.url, key_prefix="t") for _ in range(3)]
+    yield conns
+    for conn in conns:
+        conn.close()
+
+
+@pytest.fixture(name="conn")
+def _conn(conns: list[RedisConnection]) -> RedisConnection:
+    """One connection to the emptied session server (key prefix ``t``)."""
+    return conns[0]

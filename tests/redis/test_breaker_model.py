@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ from hypothesis import strategies as st
 
 from otelres.resilience import BreakerState, RedisBreakerStorage, RedisConnection
 from otelres.resilience._breaker_storage import LocalBreakerStorage, StoredState
-from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +35,6 @@ operations = st.lists(
     max_size=30,
 )
 
-
-@pytest.fixture(name="conn")
-def _conn(redis_server: RedisServer) -> Iterator[RedisConnection]:
-    conn = RedisConnection(redis_server.url, key_prefix="model")
-    yield conn
-    conn.close()
 
 
 def apply(storage: Any, op: tuple[Any, ...]) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,7 +12,6 @@ from otelres.resilience._breaker_storage import BreakerStorage
 from otelres.resilience._redis_breaker import RedisBreakerStorage
 from otelres.resilience._redis_client import RedisConnection
 from otelres.testing import FakeClock
-from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -21,14 +19,6 @@ CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN
 HALF_OPEN = BreakerState.HALF_OPEN
 
-
-@pytest.fixture(name="conns")
-def _conns(redis_server: RedisServer) -> Iterator[list[RedisConnection]]:
-    """Three connections to one server, standing for three processes."""
-    conns = [RedisConnection(redis_server.url, key_prefix="t") for _ in range(3)]
-    yield conns
-    for conn in conns:
-        conn.close()
 
 
 def storages(conns: list[RedisConnection], name: str = "kraken") -> list[RedisBreakerStorage]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -16,12 +15,6 @@ from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(name="conn")
-def _conn(redis_server: RedisServer) -> Iterator[RedisConnection]:
-    conn = RedisConnection(redis_server.url, key_prefix="t")
-    yield conn
-    conn.close()
 
 
 def test_implements_the_backend_protocol(conn: RedisConnection) -> None:

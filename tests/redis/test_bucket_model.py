@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otelres.resilience import LocalTokenBucket, RedisConnection, RedisTokenBucket
-from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +29,6 @@ operations = st.lists(
     max_size=15,
 )
 
-
-@pytest.fixture(name="conn")
-def _conn(redis_server: RedisServer) -> Iterator[RedisConnection]:
-    conn = RedisConnection(redis_server.url, key_prefix="model")
-    yield conn
-    conn.close()
 
 
 def close(a: float | None, b: float | None) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,24 +14,16 @@ from otelres.resilience import (
     RedisConnection,
 )
 from otelres.resilience._breaker_state import BreakerTransition
-from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(name="conns")
-def _conns(redis_server: RedisServer) -> Iterator[list[RedisConnection]]:
-    """Two connections to one server: two processes, as far as the breakers can tell."""
-    conns = [RedisConnection(redis_server.url) for _ in range(2)]
-    yield conns
-    for conn in conns:
-        conn.close()
-
 
 def pair(conns: list[RedisConnection], name: str, **options: object) -> list[CircuitBreaker]:
+    """Breaker *name* in two "processes" (the first two connections), state in Redis."""
     return [
         CircuitBreaker(name, storage=RedisBreakerStorage(name, conn), **options)  # type: ignore[arg-type]
-        for conn in conns
+        for conn in conns[:2]
     ]
 
 
