@@ -498,18 +498,20 @@ def _metric_readers(settings: TelemetrySettings, handle: Telemetry) -> list[Metr
 
 
 def _prometheus_reader(settings: TelemetrySettings, handle: Telemetry) -> MetricReader:
+    where = handle.config.source or "<config>"
     try:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
     except ImportError as exc:
-        raise RuntimeError(
-            "[telemetry] metrics_exporter = 'prometheus' needs the prometheus extra: "
-            "pip install 'otelres[prometheus]'"
+        raise ConfigError(
+            [
+                f"{where}: telemetry.metrics_exporter: 'prometheus' needs the prometheus extra "
+                f"({exc.name} is not installed): pip install 'otelres[prometheus]'"
+            ]
         ) from exc
     try:
         server, _thread = start_http_server(settings.prometheus_port, addr=settings.prometheus_host)
     except OSError as exc:
-        where = handle.config.source or "<config>"
         raise ConfigError(
             [
                 f"{where}: telemetry.prometheus_port: cannot serve /metrics on "

@@ -510,3 +510,22 @@ def test_capture_filters_points_by_dotted_attributes() -> None:
     assert capture.value("otelres.test.filtered", {"breaker.name": "kraken"}, outcome="ok") == 2
     assert [p.value for p in capture.points("otelres.test.filtered", outcome="failed")] == [1]
     assert capture.value("otelres.test.filtered", {"breaker.name": "coinbase"}) is None
+
+
+def test_prometheus_without_its_extra_names_the_key_and_the_install_command() -> None:
+    """metrics_exporter = 'prometheus' without prometheus_client installed is a ConfigError saying what to install."""
+    result = _run(
+        """
+        import sys
+        sys.modules["prometheus_client"] = None  # as if the extra were not installed
+        import otelres
+        from otelres.config import ConfigError, config_from_dict
+        try:
+            otelres.configure(config_from_dict({"telemetry": {"metrics_exporter": "prometheus"}}, source="bot.toml"))
+        except ConfigError as exc:
+            print(exc)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("bot.toml: telemetry.metrics_exporter: 'prometheus' needs the prometheus extra")
+    assert "pip install 'otelres[prometheus]'" in result.stdout
