@@ -5,9 +5,9 @@ fallback, timeout, bulkhead, policies), see them through OpenTelemetry, ask
 :mod:`otelres.health` whether the system is GREEN, YELLOW or RED, log with trace IDs
 through :mod:`otelres.monitoring`, and keep trustworthy backups with :mod:`otelres.backup`.
 
-``import otelres`` is cheap: it loads only ``opentelemetry-api``. The SDK, exporters and
-optional packages are imported when a function that needs them is called; the names
-below are resolved on first access.
+``import otelres`` is cheap: the names below are resolved on first access, so it loads
+no OpenTelemetry at all until one is used, and then only ``opentelemetry-api``. The SDK,
+exporters and optional packages are imported when a function that needs them is called.
 """
 
 from __future__ import annotations
