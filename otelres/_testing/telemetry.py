@@ -156,8 +156,8 @@ def capture_telemetry(*, install_global: bool = True) -> TelemetryCapture:
             ).__name__ not in ("_ProxyMeterProvider", "ProxyMeterProvider"):
                 raise RuntimeError(
                     "capture_telemetry(): the global OpenTelemetry providers are already set "
-                    "by the application; use capture_telemetry(install_global=False) and "
-                    "inject its providers instead"
+                    "(by the application or otelres.configure()); use "
+                    "capture_telemetry(install_global=False) and inject its providers instead"
                 )
             capture = _new_capture()
             trace.set_tracer_provider(capture.tracer_provider)
