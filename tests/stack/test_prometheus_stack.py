@@ -233,19 +233,24 @@ def series_values(stack: Stack, expr: str, label: str) -> dict[str, float]:
     return {item["metric"].get(label, ""): float(item["value"][1]) for item in stack.query(expr)}
 
 
+def settled_values(
+    stack: Stack, record: str, label: str, ready: Callable[[dict[str, float]], bool]
+) -> dict[str, float]:
+    """The app's values of recording rule *record* by *label*, once *ready* accepts them."""
+    expr = f'{record}{{service_name="{SERVICE}"}}'
+    return stack.wait_until(  # type: ignore[no-any-return]
+        f"{record} by {label}",
+        lambda: (values := series_values(stack, expr, label)) and ready(values) and values,
+    )
+
+
 def test_breaker_state_shows_the_open_breaker_open_and_the_flapping_one_cycling(stack: Stack) -> None:
     """The state timeline reads 2 (open) for the dead exchange; the flapping breaker went through every state."""
-    states = stack.wait_until(
-        "breaker state codes",
-        lambda: (
-            (
-                values := series_values(
-                    stack, f'otelres:breaker_state:code{{service_name="{SERVICE}"}}', "breaker_name"
-                )
-            )
-            and {"exchange-down", "exchange-flappy", "exchange-windowed"} <= set(values)
-            and values
-        ),
+    states = settled_values(
+        stack,
+        "otelres:breaker_state:code",
+        "breaker_name",
+        lambda values: {"exchange-down", "exchange-flappy", "exchange-windowed"} <= set(values),
     )
     assert states["exchange-down"] == 2
     assert states["exchange-windowed"] == 0
@@ -258,19 +263,23 @@ def test_breaker_state_shows_the_open_breaker_open_and_the_flapping_one_cycling(
 
 def test_health_traffic_light_reads_red_yellow_green(stack: Stack) -> None:
     """Each check's light has the status the app reports: exchange RED, disk YELLOW, database GREEN."""
-    lights = stack.wait_until(
-        "health lights",
-        lambda: (
-            (
-                values := series_values(
-                    stack, f'otelres:health_status:max{{service_name="{SERVICE}"}}', "health_check_name"
-                )
-            )
-            and len(values) == 4
-            and values
-        ),
+    lights = settled_values(
+        stack, "otelres:health_status:max", "health_check_name", lambda values: len(values) == 4
     )
     assert lights == {"exchange": 2, "disk": 1, "database": 0, "overall": 2}
+
+
+def test_redis_panels_show_the_absent_server_and_the_calls_decided_without_it(stack: Stack) -> None:
+    """The Redis nobody runs reads unreachable (0); the shared breaker's and limiter's calls are counted as fail-open."""
+    available = settled_values(stack, "otelres:redis_available:min", "server_address", bool)
+    assert available == {"127.0.0.1": 0}
+    decided = settled_values(
+        stack, "otelres:redis_unavailable:rate1m", "guard_kind", lambda values: len(values) == 2
+    )
+    assert set(decided) == {"breaker", "limiter"}
+    assert all(rate > 0 for rate in decided.values())
+    modes = stack.query(f'group by (redis_fail_mode) (otelres:redis_unavailable:rate1m{{service_name="{SERVICE}"}})')
+    assert [m["metric"]["redis_fail_mode"] for m in modes] == ["open"]
 
 
 def test_backup_freshness_shows_the_stale_backup(stack: Stack) -> None:
