@@ -165,7 +165,7 @@ def _create(args: argparse.Namespace, manager: BackupManager) -> int:
     backup_id = manager.create_backup(data, args.backup_type, files=files, sqlite=sqlite)
     info = manager.get_backup(backup_id)
     print(
-        f"created {backup_id} in {manager.location}: {len(info.files)} entries, "
+        f"created {backup_id} in {manager.location}: {_count(len(info.files), 'entry', 'entries')}, "
         f"{_size(info.size_bytes)}",
         file=sys.stderr,
     )
@@ -290,7 +290,7 @@ def _restore(args: argparse.Namespace, manager: BackupManager) -> int:
     verb = "would restore" if result.dry_run else "restored"
     print(
         f"{verb} {result.backup_id} to {result.target} "
-        f"({len(result.entries)} entries, {_size(result.total_bytes)})"
+        f"({_count(len(result.entries), 'entry', 'entries')}, {_size(result.total_bytes)})"
     )
     for entry in result.entries:
         print(f"  {entry.path}  ({entry.kind}, {_size(entry.size)})")
@@ -324,6 +324,11 @@ def _delete(args: argparse.Namespace, manager: BackupManager) -> int:
 def _shown(text: str | None) -> str:
     """*text* with control characters escaped: a tampered manifest cannot drive the terminal."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text or "")
+
+
+def _count(number: int, one: str, many: str) -> str:
+    """``1 entry``, ``3 entries``."""
+    return f"{number} {one if number == 1 else many}"
 
 
 def _size(count: int) -> str:

@@ -99,7 +99,8 @@ class VerifyReport:
     def __str__(self) -> str:
         if self.ok:
             signed = ", signature ok" if self.signed else ""
-            return f"{self.backup_id}: ok ({self.entries_checked} entries{signed})"
+            entries = "entry" if self.entries_checked == 1 else "entries"
+            return f"{self.backup_id}: ok ({self.entries_checked} {entries}{signed})"
         lines = [f"{self.backup_id}: DAMAGED"]
         for name, message in self.problems:
             lines.append(f"  {'entry ' + repr(name) if name else 'manifest'}: {message}")
