@@ -62,6 +62,7 @@ class HealthRunner:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._current: asyncio.Task[Any] | None = None
         self._stopping = False
 
     @property
@@ -94,15 +95,18 @@ class HealthRunner:
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop and wait (up to *timeout* s) for a thread-mode runner to finish its current run.
+        """Stop: cancel the run in progress (a hung check is not waited out) and, in thread
+        mode, wait up to *timeout* s for the thread to end.
 
         In task mode it cancels the task; use ``await aclose()`` to wait for it too.
         """
         self._stopping = True
-        loop, wake = self._loop, self._wake
+        loop, wake, current = self._loop, self._wake, self._current
         if loop is not None and wake is not None and not loop.is_closed():
             try:
                 loop.call_soon_threadsafe(wake.set)
+                if current is not None:
+                    loop.call_soon_threadsafe(current.cancel)
             except RuntimeError:
                 pass
         if self._task is not None:
@@ -135,16 +139,20 @@ class HealthRunner:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
+            self._current = asyncio.current_task()
             started.set()
             await self._run()
 
         try:
             run_coroutine(main())
+        except asyncio.CancelledError:  # stop() cancelled the run in progress
+            pass
         finally:
             started.set()
 
     async def _run(self) -> None:
         assert self._wake is not None
+        self._current = asyncio.current_task()
         while not self._stopping:
             try:
                 report = await self.checker.run(self.names, self.tags)

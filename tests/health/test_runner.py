@@ -85,3 +85,22 @@ def test_interval_comes_from_config_and_must_be_positive() -> None:
     assert HealthRunner(checker).interval == 60.0
     with pytest.raises(ValueError, match="interval"):
         HealthRunner(checker, interval=0)
+
+
+def test_stopping_a_thread_runner_does_not_wait_out_a_hung_check() -> None:
+    """stop() cancels the run in progress, so a check hung until its 30 s timeout does not
+    delay it, and no thread is left running."""
+    entered = threading.Event()
+
+    @health_check("wedged", register=False)
+    async def wedged() -> HealthStatus:
+        entered.set()
+        await asyncio.sleep(60)
+        return HealthStatus.GREEN
+
+    runner = HealthRunner(HealthChecker([wedged], config=Config(), timeout=30), interval=1).start()
+    assert entered.wait(5)
+    started = time.perf_counter()
+    runner.stop()
+    assert time.perf_counter() - started < 2.0
+    assert not runner.running
