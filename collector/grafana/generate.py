@@ -117,6 +117,26 @@ class Layout:
         return self._next_id - 1
 
 
+def panel(
+    kind: str,
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    defaults: dict[str, Any],
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """A panel of type *kind*: its queries, field defaults and options, on the chosen data source."""
+    return {
+        "datasource": DATASOURCE,
+        "description": description,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "targets": targets,
+        "title": title,
+        "type": kind,
+    }
+
+
 def timeseries(
     title: str,
     description: str,
@@ -139,46 +159,57 @@ def timeseries(
     defaults: dict[str, Any] = {"custom": custom, "min": 0, "unit": unit}
     if max_value is not None:
         defaults["max"] = max_value
-    return {
-        "datasource": DATASOURCE,
-        "description": description,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "legend": {"calcs": ["lastNotNull", "max"], "displayMode": "table", "placement": "right"},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-        "targets": targets,
-        "title": title,
-        "type": "timeseries",
+    options = {
+        "legend": {"calcs": ["lastNotNull", "max"], "displayMode": "table", "placement": "right"},
+        "tooltip": {"mode": "multi", "sort": "desc"},
     }
+    return panel("timeseries", title, description, targets, defaults, options)
+
+
+def per_second(
+    title: str, description: str, record: str, selector: str, by: str, *, legend: str | None = None
+) -> dict[str, Any]:
+    """Stacked calls per second: ``sum by (<by>) (<record>{<selector>})``, one series per *by* set.
+
+    The legend shows the *by* labels in order unless *legend* says otherwise.
+    """
+    labels = [label.strip() for label in by.split(",")]
+    return timeseries(
+        title,
+        description,
+        [
+            target(
+                f"sum by ({by}) ({record}{{{selector}}})",
+                legend or " ".join(f"{{{{{label}}}}}" for label in labels),
+            )
+        ],
+        unit="reqps",
+        stack=True,
+    )
+
+
+def share(title: str, description: str, query: dict[str, Any]) -> dict[str, Any]:
+    """A time series of a ratio between 0 and 1, shown as a percentage."""
+    return timeseries(title, description, [query], unit="percentunit", max_value=1)
 
 
 def state_timeline(
     title: str, description: str, query: dict[str, Any], states: list[tuple[str, str, str]]
 ) -> dict[str, Any]:
     """A state timeline: one lane per series, coloured by the mapped state."""
-    return {
-        "datasource": DATASOURCE,
-        "description": description,
-        "fieldConfig": {
-            "defaults": {
-                "color": {"mode": "thresholds"},
-                "mappings": value_mappings(states),
-                "thresholds": thresholds((None, "green")),
-            },
-            "overrides": [],
-        },
-        "options": {
-            "alignValue": "center",
-            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            "mergeValues": True,
-            "rowHeight": 0.8,
-            "showValue": "auto",
-        },
-        "targets": [query],
-        "title": title,
-        "type": "state-timeline",
+    defaults = {
+        "color": {"mode": "thresholds"},
+        "mappings": value_mappings(states),
+        "thresholds": thresholds((None, "green")),
     }
+    options = {
+        "alignValue": "center",
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+        "mergeValues": True,
+        "rowHeight": 0.8,
+        "showValue": "auto",
+    }
+    return panel("state-timeline", title, description, [query], defaults, options)
 
 
 def stat(
@@ -191,30 +222,21 @@ def stat(
     steps: dict[str, Any],
 ) -> dict[str, Any]:
     """A stat panel with a coloured background (the traffic light)."""
-    return {
-        "datasource": DATASOURCE,
-        "description": description,
-        "fieldConfig": {
-            "defaults": {
-                "color": {"mode": "thresholds"},
-                "mappings": mappings or [],
-                "thresholds": steps,
-                "unit": unit,
-            },
-            "overrides": [],
-        },
-        "options": {
-            "colorMode": "background",
-            "graphMode": "none",
-            "justifyMode": "center",
-            "orientation": "auto",
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "textMode": "value_and_name",
-        },
-        "targets": [query],
-        "title": title,
-        "type": "stat",
+    defaults = {
+        "color": {"mode": "thresholds"},
+        "mappings": mappings or [],
+        "thresholds": steps,
+        "unit": unit,
     }
+    options = {
+        "colorMode": "background",
+        "graphMode": "none",
+        "justifyMode": "center",
+        "orientation": "auto",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "textMode": "value_and_name",
+    }
+    return panel("stat", title, description, [query], defaults, options)
 
 
 def variables(name_query: str, name_label: str) -> dict[str, Any]:
@@ -331,18 +353,13 @@ def resilience() -> dict[str, Any]:
             7,
         ),
         grid.place(
-            timeseries(
+            per_second(
                 "Breaker calls by outcome",
                 "Calls per second through each breaker: success, failure, slow, ignored "
                 "(an excluded exception) and rejected (failed fast while open).",
-                [
-                    target(
-                        f"sum by (breaker_name, breaker_outcome) (otelres:breaker_calls:rate1m{{{breaker}}})",
-                        "{{breaker_name}} {{breaker_outcome}}",
-                    )
-                ],
-                unit="reqps",
-                stack=True,
+                "otelres:breaker_calls:rate1m",
+                breaker,
+                "breaker_name, breaker_outcome",
             ),
             12,
             8,
@@ -365,25 +382,21 @@ def resilience() -> dict[str, Any]:
             8,
         ),
         grid.place(
-            timeseries(
+            share(
                 "Failure rate",
                 "Share of failed calls in each breaker's window (what trips it); shown for "
                 "breakers with a failure_rate_threshold once minimum_calls is reached.",
-                [target(f"otelres:breaker_failure_rate:ratio{{{breaker}}}", "{{breaker_name}}")],
-                unit="percentunit",
-                max_value=1,
+                target(f"otelres:breaker_failure_rate:ratio{{{breaker}}}", "{{breaker_name}}"),
             ),
             8,
             7,
         ),
         grid.place(
-            timeseries(
+            share(
                 "Slow-call rate",
                 "Share of calls slower than the breaker's slow_call_duration; shown for "
                 "breakers with one once minimum_calls is reached.",
-                [target(f"otelres:breaker_slow_call_rate:ratio{{{breaker}}}", "{{breaker_name}}")],
-                unit="percentunit",
-                max_value=1,
+                target(f"otelres:breaker_slow_call_rate:ratio{{{breaker}}}", "{{breaker_name}}"),
             ),
             8,
             7,
@@ -420,52 +433,36 @@ def resilience() -> dict[str, Any]:
         ),
         grid.row("Retries"),
         grid.place(
-            timeseries(
+            per_second(
                 "Retry outcomes",
                 "Calls per second through each retry, by whether they needed a retry "
                 "and whether they finally succeeded.",
-                [
-                    target(
-                        f"sum by (retry_name, retry_outcome) (otelres:retry_calls:rate1m{{{retry}}})",
-                        "{{retry_name}} {{retry_outcome}}",
-                    )
-                ],
-                unit="reqps",
-                stack=True,
+                "otelres:retry_calls:rate1m",
+                retry,
+                "retry_name, retry_outcome",
             ),
             12,
             8,
         ),
         grid.place(
-            timeseries(
+            per_second(
                 "Retry attempts by error",
                 "Retry attempts scheduled per second, by the error that caused them.",
-                [
-                    target(
-                        f"sum by (retry_name, error_type) (otelres:retry_attempts:rate1m{{{retry}}})",
-                        "{{retry_name}} {{error_type}}",
-                    )
-                ],
-                unit="reqps",
-                stack=True,
+                "otelres:retry_attempts:rate1m",
+                retry,
+                "retry_name, error_type",
             ),
             12,
             8,
         ),
         grid.row("Rate limiters"),
         grid.place(
-            timeseries(
+            per_second(
                 "Limiter acquisitions by outcome",
                 "Permits per second: acquired at once, acquired after waiting, or rejected.",
-                [
-                    target(
-                        "sum by (limiter_name, limiter_outcome) "
-                        f"(otelres:limiter_acquisitions:rate1m{{{limiter}}})",
-                        "{{limiter_name}} {{limiter_outcome}}",
-                    )
-                ],
-                unit="reqps",
-                stack=True,
+                "otelres:limiter_acquisitions:rate1m",
+                limiter,
+                "limiter_name, limiter_outcome",
             ),
             12,
             8,
@@ -541,35 +538,25 @@ def resilience() -> dict[str, Any]:
         ),
         grid.row("Timeouts and fallbacks"),
         grid.place(
-            timeseries(
+            per_second(
                 "Timeouts",
                 "Calls per second abandoned by each timeout, by what the call was doing "
                 "(error.type of the timeout raised).",
-                [
-                    target(
-                        f"sum by (timeout_name, error_type) (otelres:timeouts:rate1m{{{timeout}}})",
-                        "{{timeout_name}} {{error_type}}",
-                    )
-                ],
-                unit="reqps",
-                stack=True,
+                "otelres:timeouts:rate1m",
+                timeout,
+                "timeout_name, error_type",
             ),
             12,
             8,
         ),
         grid.place(
-            timeseries(
+            per_second(
                 "Fallbacks served",
                 "Calls per second answered by a fallback instead of the dependency, by the "
                 "error that was covered up.",
-                [
-                    target(
-                        f"sum by (fallback_name, error_type) (otelres:fallbacks:rate1m{{{fallback}}})",
-                        "{{fallback_name}} {{error_type}}",
-                    )
-                ],
-                unit="reqps",
-                stack=True,
+                "otelres:fallbacks:rate1m",
+                fallback,
+                "fallback_name, error_type",
             ),
             12,
             8,
@@ -591,19 +578,14 @@ def resilience() -> dict[str, Any]:
             8,
         ),
         grid.place(
-            timeseries(
+            per_second(
                 "Calls decided without Redis",
                 "Guarded calls per second decided while Redis was unreachable: on the "
                 "process's own state (fail mode open) or rejected (fail mode closed).",
-                [
-                    target(
-                        "sum by (guard_kind, guard_name, redis_fail_mode) "
-                        f"(otelres:redis_unavailable:rate1m{{{shared}}})",
-                        "{{guard_kind}} {{guard_name}} fail {{redis_fail_mode}}",
-                    )
-                ],
-                unit="reqps",
-                stack=True,
+                "otelres:redis_unavailable:rate1m",
+                shared,
+                "guard_kind, guard_name, redis_fail_mode",
+                legend="{{guard_kind}} {{guard_name}} fail {{redis_fail_mode}}",
             ),
             12,
             8,
