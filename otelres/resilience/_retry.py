@@ -496,10 +496,11 @@ class Retry:
         start: float,
         previous: float,
     ) -> tuple[BaseException | None, Any, float | None]:
-        """Run attempt number *attempt* in its own child span (unless spans are off) and
-        decide what follows (see :meth:`_decide`) before that span ends: the span is ERROR
-        only when its exception is the one the caller gets."""
-        if (self._mode or _otel._span_mode) == "off":
+        """Run attempt number *attempt* in its own child span and decide what follows (see
+        :meth:`_decide`) before that span ends: the span is ERROR only when its exception is
+        the one the caller gets. No span when spans are off or no recording span is active
+        (an attempt span is a child: without a parent it would be a trace of its own)."""
+        if tel.recording_span(self._mode) is None:
             exc, result = _once(invoke, fn, args, kwargs)
             return exc, result, self._decide(attempt, exc, result, start, previous)
         attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}
@@ -621,7 +622,7 @@ class Retry:
         previous: float,
     ) -> tuple[BaseException | None, Any, float | None]:
         """The async twin of :meth:`_attempt`."""
-        if (self._mode or _otel._span_mode) == "off":
+        if tel.recording_span(self._mode) is None:
             exc, result = await _once_async(invoke, fn, args, kwargs)
             return exc, result, await self._decide_async(attempt, exc, result, start, previous)
         attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}

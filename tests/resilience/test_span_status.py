@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -63,13 +64,21 @@ def retry(capture: TelemetryCapture, clock: FakeClock, **kwargs: Any) -> Retry:
     )
 
 
+@contextmanager
+def request(capture: TelemetryCapture) -> Iterator[None]:
+    """The application's own span around a call (attempt spans are its children)."""
+    with capture.tracer_provider.get_tracer("app").start_as_current_span("request"):
+        yield
+
+
 def statuses(capture: TelemetryCapture, name: str) -> list[StatusCode]:
     return [span.status.status_code for span in capture.spans(name)]
 
 
 def test_retried_attempts_are_not_errors(capture: TelemetryCapture, clock: FakeClock, call: Call) -> None:
     """An attempt whose error was retried keeps status UNSET, with error.type set."""
-    assert call(retry(capture, clock), failing(ConnectionError(), ConnectionError())) == "ok"
+    with request(capture):
+        assert call(retry(capture, clock), failing(ConnectionError(), ConnectionError())) == "ok"
     # Mode events: the first attempt runs without a span; attempts 2 (failed) and 3 (ok) get one.
     second, third = capture.spans("otelres.retry.attempt")
     assert second.status.status_code is StatusCode.UNSET
@@ -81,7 +90,7 @@ def test_retried_attempts_are_not_errors(capture: TelemetryCapture, clock: FakeC
 def test_attempt_not_retried_is_the_error(capture: TelemetryCapture, clock: FakeClock, call: Call) -> None:
     """The attempt whose error reaches the caller (here: not in retry_on) is ERROR."""
     fn = failing(ConnectionError(), ValueError())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError), request(capture):
         call(retry(capture, clock, retry_on=ConnectionError), fn)
     assert statuses(capture, "otelres.retry.attempt") == [StatusCode.ERROR]
 
@@ -123,6 +132,15 @@ def test_fallback_answer_leaves_no_error(capture: TelemetryCapture, clock: FakeC
             fallback=Fallback("svc", value="cached"),
             tracer_provider=capture.tracer_provider,
         )
-        assert call(guard, failing(*[OSError() for _ in range(3)])) == "cached"
+        with request(capture):
+            assert call(guard, failing(*[OSError() for _ in range(3)])) == "cached"
         assert capture.spans("otelres.retry.attempt")
         assert all(s.status.status_code is StatusCode.UNSET for s in capture.spans()), mode
+
+
+def test_no_attempt_spans_without_an_active_span(
+    capture: TelemetryCapture, clock: FakeClock, call: Call
+) -> None:
+    """In mode events with no span active, retries make no orphan attempt traces."""
+    assert call(retry(capture, clock), failing(ConnectionError(), ConnectionError())) == "ok"
+    assert capture.spans() == []
