@@ -205,10 +205,11 @@ def _gauge_callback(
 class Timer:
     """Measures durations in seconds into a histogram; see :meth:`MetricsCollector.timer`.
 
-    As a decorator it is reusable and safe under concurrency (each call measures itself).
-    As a context manager, nested ``with`` blocks of one Timer in one thread or task are
-    fine; for concurrent blocks take a new ``metrics.timer(...)`` each time. ``elapsed``
-    holds the last measured duration. A failing block or call is recorded with
+    Reusable and safe under concurrency in every form: as a decorator each call measures
+    itself, and as a context manager the open blocks are kept per thread (``with``) and per
+    task (``async with``), so one module-level ``timed = metrics.timer("fetch")`` shared by
+    threads or tasks gives each block its own duration; nested blocks are fine too.
+    ``elapsed`` holds the last measured duration. A failing block or call is recorded with
     ``error.type`` (the exception class name) and the exception propagates unchanged.
     """
 
@@ -217,7 +218,9 @@ class Timer:
     def __init__(self, histogram: Histogram, attributes: Attributes | None = None) -> None:
         self._histogram = histogram
         self._attributes = attributes
-        self._starts: list[float] = []
+        # Start times of the open blocks, by thread (sync) or task (async): one shared stack
+        # paired one block's exit with another's start when blocks overlapped.
+        self._starts: dict[object, list[float]] = {}
         self.elapsed: float | None = None
 
     def _record(self, seconds: float, exc_type: type[BaseException] | None) -> None:
@@ -231,8 +234,25 @@ class Timer:
         except Exception:  # telemetry never breaks the measured code
             _log.debug("otelres: recording a timer failed", exc_info=True)
 
+    def _open(self, owner: object) -> None:
+        """Note the start of a block of *owner* (a thread id or a task)."""
+        starts = self._starts.get(owner)
+        if starts is None:
+            self._starts[owner] = [time.perf_counter()]
+        else:
+            starts.append(time.perf_counter())
+
+    def _close(self, owner: object, exc_type: type[BaseException] | None) -> None:
+        """Record the innermost open block of *owner*."""
+        end = time.perf_counter()
+        starts = self._starts[owner]
+        start = starts.pop()
+        if not starts:
+            del self._starts[owner]
+        self._record(end - start, exc_type)
+
     def __enter__(self) -> Timer:
-        self._starts.append(time.perf_counter())
+        self._open(threading.get_ident())
         return self
 
     def __exit__(
@@ -241,10 +261,11 @@ class Timer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._record(time.perf_counter() - self._starts.pop(), exc_type)
+        self._close(threading.get_ident(), exc_type)
 
     async def __aenter__(self) -> Timer:
-        return self.__enter__()
+        self._open(_current_task())
+        return self
 
     async def __aexit__(
         self,
@@ -252,7 +273,7 @@ class Timer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        self._close(_current_task(), exc_type)
 
     def __call__(self, fn: F) -> F:
         """Decorate *fn* (sync or async) so that every call is measured."""
@@ -283,6 +304,13 @@ class Timer:
             return result
 
         return cast("F", timed)
+
+
+def _current_task() -> object:
+    """The running asyncio task (the owner of an ``async with`` block), else the thread id."""
+    import asyncio  # already loaded wherever ``async with`` runs; keeps the facade import light
+
+    return asyncio.current_task() or threading.get_ident()
 
 
 _collector: MetricsCollector | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -187,3 +188,62 @@ async def test_failing_async_calls_keep_their_attributes_and_the_class_name(
         await fetch()
     (point,) = capture.points("fetch.duration")
     assert point.attributes == {"exchange": "kraken", "error.type": "ExchangeDown"}
+
+
+async def test_one_timer_shared_by_overlapping_tasks_measures_each_block(
+    metrics: MetricsCollector, capture: TelemetryCapture
+) -> None:
+    """A module-level timer used with async with by overlapping tasks records each task's own duration."""
+    timed = metrics.timer("fetch.duration")
+
+    async def first() -> None:  # opens first and closes first
+        async with timed:
+            await asyncio.sleep(0.4)
+
+    async def second() -> None:  # its own series: error.type
+        await asyncio.sleep(0.2)
+        with contextlib.suppress(KeyError):
+            async with timed:
+                await asyncio.sleep(0.4)
+                raise KeyError("x")
+
+    # One shared stack of starts would pair the first block's exit with the second block's
+    # start and record about 0.2 s for it.
+    await asyncio.gather(first(), second())
+    points = capture.points("fetch.duration")
+    (ok,) = [p for p in points if not p.attributes]
+    (failed,) = [p for p in points if p.attributes]
+    assert ok.sum >= 0.38
+    assert failed.sum >= 0.38
+
+
+def test_one_timer_shared_by_threads_measures_each_block(
+    metrics: MetricsCollector, capture: TelemetryCapture
+) -> None:
+    """The same timer in overlapping with-blocks of two threads records each thread's own duration."""
+    import threading
+
+    timed = metrics.timer("work.duration")
+    opened = threading.Event()
+    closed = threading.Event()
+
+    def second() -> None:  # opens after the main block and closes after it
+        opened.wait(5)
+        time.sleep(0.2)
+        with contextlib.suppress(KeyError), timed:
+            closed.wait(5)
+            time.sleep(0.2)
+            raise KeyError("x")
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    with timed:
+        opened.set()
+        time.sleep(0.4)
+    closed.set()
+    worker.join(5)
+    points = capture.points("work.duration")
+    (ok,) = [p for p in points if not p.attributes]
+    (failed,) = [p for p in points if p.attributes]
+    assert ok.sum >= 0.38
+    assert failed.sum >= 0.38
