@@ -677,6 +677,24 @@ def health() -> dict[str, Any]:
             16,
             6,
         ),
+        grid.place(
+            timeseries(
+                "Stored backups by status",
+                "Backups in storage per type: valid, incomplete (a write that never "
+                "finished) and damaged (fails verification; the OtelresBackupDamaged alert).",
+                [
+                    target(
+                        "sum by (backup_type, backup_status) "
+                        f"(otelres:backup_count:max{{{SERVICE}}})",
+                        "{{backup_type}} {{backup_status}}",
+                    )
+                ],
+                unit="short",
+                stack=True,
+            ),
+            24,
+            7,
+        ),
     ]
     return dashboard(
         "otelres-health",

@@ -20,7 +20,8 @@ keeps every component busy, twice a second, until it is terminated:
 * breaker and limiter ``exchange-shared`` keep their state in a Redis nobody runs
   (``--redis-url``): fail-open, so the calls go on, decided without Redis;
 * health checks ``exchange`` (RED), ``disk`` (YELLOW) and ``database`` (GREEN);
-* a ``daily`` backup whose manifest says it was written 30 hours ago (stale).
+* a ``daily`` backup whose manifest says it was written 30 hours ago (stale), and an
+  ``hourly`` one whose entry file was cut short afterwards (damaged).
 
 It prints ``READY http://127.0.0.1:PORT/metrics`` once everything has run once.
 """
@@ -33,6 +34,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, NoReturn
 
 import otelres
@@ -122,6 +124,7 @@ class Scenario:
             cache_ttl=0,
             cache_ttl_failing=0,
         )
+        self.backup_dir = Path(backup_dir)
         self.backups = BackupManager(backup_dir, clock=lambda: datetime.now(timezone.utc) - STALE_BY)
 
     # ------------------------------------------------------------------ health checks
@@ -150,6 +153,9 @@ class Scenario:
         while self.bulkhead._active < self.bulkhead.max_concurrent and time.monotonic() < deadline:
             time.sleep(0.01)
         self.backups.create_backup({"portfolio": {"BTC": 0.5}}, backup_type="daily")
+        damaged = self.backups.create_backup({"orders": {"open": 3}}, backup_type="hourly")
+        for entry in (self.backup_dir / damaged).glob("e*"):
+            entry.write_bytes(entry.read_bytes()[:5])
 
     # ------------------------------------------------------------------ one round
     def round(self) -> None:

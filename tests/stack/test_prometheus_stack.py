@@ -299,6 +299,7 @@ EXPECTED_ALERTS = {
     "OtelresRateLimiterRejecting": ("limiter_name", "exchange-private", {"exchange-public"}),
     "OtelresRetryStorm": ("retry_name", "exchange-retry", set()),
     "OtelresBackupStale": ("job", "otelres", set()),
+    "OtelresBackupDamaged": ("backup_type", "hourly", {"daily"}),
     "OtelresRedisUnavailable": ("server_address", "127.0.0.1", set()),
 }
 
