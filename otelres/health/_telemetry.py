@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, Meter, MeterProvider
 
     from otelres.health._checker import HealthChecker
+    from otelres.health._model import HealthResult
 
 __all__ = ["DURATION", "STATUS", "duration_histogram", "publish"]
 
@@ -47,17 +48,25 @@ def _install(meter: Meter, live: Callable[[], list[HealthChecker]]) -> None:
 
 
 def _status_points(checkers: list[HealthChecker]) -> Iterable[Observation]:
-    """One point per check of every checker that has run, plus its ``overall`` point."""
+    """One point per check name and one ``overall`` point, over every checker that has run.
+
+    A process may hold several checkers (its own runner's and the probe server's): their
+    points share attributes, so they are merged here rather than left to overwrite one
+    another. A check known to two checkers shows its most recent result; ``overall`` is the
+    worst of all.
+    """
+    merged: dict[str, HealthResult] = {}
     for checker in checkers:
-        latest = checker.latest_results()
-        if not latest:
-            continue
-        worst = 0
-        for name, result in latest.items():
-            level = result.status.level
-            worst = max(worst, level)
-            yield Observation(level, {"health.check.name": name})
-        yield Observation(worst, {"health.check.name": OVERALL})
+        for name, result in checker.latest_results().items():
+            seen = merged.get(name)
+            if seen is None or result.timestamp >= seen.timestamp:
+                merged[name] = result
+    if not merged:
+        return
+    for name, result in merged.items():
+        yield Observation(result.status.level, {"health.check.name": name})
+    worst = max(result.status.level for result in merged.values())
+    yield Observation(worst, {"health.check.name": OVERALL})
 
 
 _CHECKERS: ObservedSet[HealthChecker] = ObservedSet(_install)

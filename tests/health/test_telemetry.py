@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from otelres.config import Config
 from otelres.health import HealthChecker, HealthResult, HealthStatus, health_check
+from otelres.health._telemetry import _status_points
 from otelres.testing import capture_telemetry
 
 
@@ -61,3 +64,27 @@ async def test_duration_histogram_records_each_run() -> None:
     assert point.unit == "s"
     assert point.count == 1
     assert point.attributes["health.status"] == "yellow"
+
+
+@pytest.mark.parametrize("failing_first", [True, False])
+async def test_two_checkers_in_one_process_publish_one_overall(failing_first: bool) -> None:
+    """With a second checker (say, the probe server's) reporting GREEN, the overall point stays
+    the worst of both, whichever checker was made or read first."""
+    capture = capture_telemetry(install_global=False)
+    state, checks = _checks()
+    state["db"] = HealthStatus.RED
+
+    @health_check("heartbeat", register=False)
+    def heartbeat() -> HealthStatus:
+        return HealthStatus.GREEN
+
+    order = [[checks[0]], [heartbeat]] if failing_first else [[heartbeat], [checks[0]]]
+    checkers = [HealthChecker(c, config=Config(), meter_provider=capture.meter_provider) for c in order]
+    for checker in checkers:
+        await checker.run_all_checks()
+    # What the gauge callback yields for the checkers in this order (the SDK keeps the last
+    # of points that share attributes), and what an exporter then reads.
+    yielded = [(o.attributes["health.check.name"], o.value) for o in _status_points(checkers)]
+    assert sorted(yielded) == [("db", 2), ("heartbeat", 0), ("overall", 2)]
+    points = capture.points("otelres.health.status")
+    assert {p.attributes["health.check.name"]: p.value for p in points} == dict(yielded)
