@@ -217,6 +217,11 @@ class Bulkhead:
                 self._sync_grants -= 1
             finally:
                 self._sync_waiting -= 1
+                if self._sync_grants > self._sync_waiting:
+                    # A slot was handed to this thread as it left (KeyboardInterrupt in the
+                    # wait): pass it on rather than lose it.
+                    self._sync_grants -= 1
+                    self._pass_slot_on()
 
     async def acquire_async(self) -> None:
         """Take a slot for the current task, or raise :class:`BulkheadFullError`.
@@ -251,15 +256,19 @@ class Bulkhead:
     def release(self) -> None:
         """Give a slot back: it goes to the longest-waiting async caller, else a waiting thread."""
         with self._lock:
-            while self._async_waiters:
-                future = self._async_waiters.popleft()
-                if self._grant(future):
-                    return
-            if self._sync_waiting > self._sync_grants:
-                self._sync_grants += 1
-                self._cond.notify()
+            self._pass_slot_on()
+
+    def _pass_slot_on(self) -> None:
+        """Under the lock: hand a freed slot to the next waiter, or free it."""
+        while self._async_waiters:
+            future = self._async_waiters.popleft()
+            if self._grant(future):
                 return
-            self._active -= 1
+        if self._sync_waiting > self._sync_grants:
+            self._sync_grants += 1
+            self._cond.notify()
+            return
+        self._active -= 1
 
     # ------------------------------------------------------------------ internals
     def _take_free_slot(self) -> bool:

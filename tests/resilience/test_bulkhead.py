@@ -281,3 +281,27 @@ async def test_random_cancellations_never_leak_slots() -> None:
     assert peak <= 3
     assert (bulkhead.in_flight, bulkhead.queued) == (0, 0)
     assert await bulkhead.call_async(asyncio.sleep, 0) is None
+
+
+def test_slot_handed_to_an_interrupted_waiter_is_not_lost() -> None:
+    """A thread interrupted (KeyboardInterrupt) just as a slot was handed to it passes the slot on."""
+    bulkhead = Bulkhead("interrupted", max_concurrent=1, max_queue=1)
+    bulkhead.acquire()  # the holder
+
+    class HandOverThenInterrupt:
+        """The wait of the queued thread: the holder releases (a hand-over), then Ctrl-C lands."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            bulkhead._sync_grants += 1  # what the holder's release() does for a queued thread
+            raise KeyboardInterrupt
+
+        def notify(self) -> None:
+            pass
+
+    bulkhead._cond = HandOverThenInterrupt()  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        bulkhead.acquire()
+    assert bulkhead.in_flight == 0
+    assert bulkhead.queued == 0
+    bulkhead.acquire()  # the slot is free again, at once
+    assert bulkhead.in_flight == 1
