@@ -18,7 +18,13 @@ from otelres.health import _telemetry
 from otelres.health._check import CheckRegistry, HealthCheck, as_check, default_registry, load_check
 from otelres.health._model import HealthResult, HealthStatus
 from otelres.health._report import HealthReport
-from otelres.health._threads import CheckAborted, describe, in_daemon_thread, run_coroutine
+from otelres.health._threads import (
+    CheckAborted,
+    aborted,
+    describe,
+    in_daemon_thread,
+    run_coroutine,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -475,12 +481,8 @@ async def _call_async(check: HealthCheck | Awaitable[Any]) -> Any:
         # GeneratorExit is also how a coroutine is closed: never turn that into a result
         # (a check raising it is caught where the task's result is read).
         raise
-    except KeyboardInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            raise
-        raise CheckAborted(KeyboardInterrupt()) from None
     except BaseException as exc:
-        raise CheckAborted(exc) from None
+        raise aborted(exc) from None
 
 
 def _call_sync(check: HealthCheck, release: Callable[[], None]) -> Any:

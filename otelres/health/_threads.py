@@ -18,7 +18,17 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["CheckAborted", "DaemonExecutor", "in_daemon_thread", "new_loop", "run_coroutine"]
+__all__ = [
+    "CheckAborted",
+    "DaemonExecutor",
+    "aborted",
+    "close_loop",
+    "describe",
+    "in_daemon_thread",
+    "new_loop",
+    "run_coroutine",
+    "shielded",
+]
 
 #: How long closing a loop waits for cancelled tasks to finish before abandoning them.
 CLOSE_GRACE_SECONDS = 0.25
@@ -54,14 +64,18 @@ def shielded(func: Callable[[], T]) -> Callable[[], T]:
             return func()
         except Exception:
             raise
-        except KeyboardInterrupt:
-            if threading.current_thread() is threading.main_thread():
-                raise
-            raise CheckAborted(KeyboardInterrupt()) from None
         except BaseException as exc:
-            raise CheckAborted(exc) from None
+            raise aborted(exc) from None
 
     return call
+
+
+def aborted(exc: BaseException) -> BaseException:
+    """What to raise for a non-``Exception`` *exc* a check raised: ``KeyboardInterrupt``
+    itself on the main thread (Ctrl-C), else :class:`CheckAborted` carrying it."""
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        return exc
+    return CheckAborted(exc)
 
 
 class DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
