@@ -306,6 +306,32 @@ def test_concurrent_threads_each_log_their_own_trace_ids(stream: io.StringIO, tr
     assert all(line["span_id"] == expected[line["worker"]] for line in lines)
 
 
+async def test_interleaved_tasks_and_to_thread_log_their_own_span(stream: io.StringIO, tracer: Any) -> None:
+    """Interleaved asyncio tasks log their own span's IDs, and work sent with asyncio.to_thread keeps the caller's."""
+    import asyncio
+
+    setup_logging(MonitoringSettings(), stream=stream)
+    logger = get_logger("tasks")
+    expected: dict[str, str] = {}
+
+    async def fetch(name: str) -> None:
+        with tracer.start_as_current_span(name) as span:
+            expected[name] = f"{span.get_span_context().span_id:016x}"
+            for _ in range(3):
+                await asyncio.sleep(0)  # let the other task run in between
+                logger.info("tick", extra={"task": name})
+            await asyncio.to_thread(logger.info, "from a thread", extra={"task": name})
+
+    with tracer.start_as_current_span("parent") as parent:
+        await asyncio.gather(fetch("kraken"), fetch("binance"))
+        logger.info("back in the parent", extra={"task": "parent"})
+    expected["parent"] = f"{parent.get_span_context().span_id:016x}"
+    lines = json_lines(stream)
+    assert len(lines) == 9
+    assert all(line["span_id"] == expected[line["task"]] for line in lines)
+    assert len({line["trace_id"] for line in lines}) == 1
+
+
 def test_basicconfig_on_the_same_stream_is_formatted_not_doubled(stream: io.StringIO) -> None:
     """After logging.basicConfig on the same stream, setup_logging formats that handler's lines instead of adding a second writer, and teardown gives its formatter back."""
     root = logging.getLogger()
