@@ -450,6 +450,13 @@ def config_from_dict(
     )
     config = _build(Config, prepared, "", where, problems, skip={"source"})
     if config is not None:
+        endpoint = config.telemetry.otlp_endpoint
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            # Without a scheme the gRPC exporter silently picks TLS and the HTTP one fails.
+            problems.append(
+                f"{where}: telemetry.otlp_endpoint: expected a URL starting with http:// "
+                f"(plain text) or https:// (TLS), got {endpoint!r}"
+            )
         for key in ("traces_exporter", "logs_exporter"):
             if "prometheus" in getattr(config.telemetry, key):
                 problems.append(

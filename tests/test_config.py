@@ -124,6 +124,7 @@ BAD_INPUTS = [
     ({"resilience": {"redis": {"fail_mode": "maybe"}}}, "resilience.redis.fail_mode", "one of 'open', 'closed'"),
     ({"telemetry": {"traces_exporter": "zipkin"}}, "telemetry.traces_exporter[0]", "one of 'none', 'console', 'otlp', 'prometheus'"),
     ({"telemetry": {"otlp_protocol": "http"}}, "telemetry.otlp_protocol", "one of 'grpc', 'http/protobuf'"),
+    ({"telemetry": {"otlp_endpoint": "collector:4317"}}, "telemetry.otlp_endpoint", "expected a URL starting with http://"),
     ({"telemetry": {"traces_exporter": ["otlp", "prometheus"]}}, "telemetry.traces_exporter", "'prometheus' exports metrics only"),
     ({"telemetry": {"prometheus_port": 70000}}, "telemetry.prometheus_port", "<= 65535"),
     ({"telemetry": {"span_mode": "sometimes"}}, "telemetry.span_mode", "'off', 'events', 'always'"),
