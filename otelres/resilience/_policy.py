@@ -84,6 +84,7 @@ class _Rejected(BaseException):
     def __init__(self, error: RateLimitExceededError) -> None:
         super().__init__(error)
         self.error = error
+        self._otelres_carried = error  # what telemetry names (error.type) instead of _Rejected
 
 
 class Policy:

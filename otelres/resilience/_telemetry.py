@@ -89,8 +89,13 @@ caller yet, so that span gets ``error.type`` but not status ERROR."""
 
 
 def error_type(exc: BaseException) -> str:
-    """The ``error.type`` attribute value for *exc*: its class name (``"TimeoutError"``)."""
-    return type(exc).__name__
+    """The ``error.type`` attribute value for *exc*: its class name (``"TimeoutError"``).
+
+    An internal carrier (a policy smuggling a limiter rejection past its breaker) names the
+    error it carries (``_otelres_carried``), never its own private class.
+    """
+    carried = getattr(exc, "_otelres_carried", None)
+    return type(exc if carried is None else carried).__name__
 
 
 def effective_mode(mode: SpanMode | None) -> SpanMode:

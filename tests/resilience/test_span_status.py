@@ -11,7 +11,14 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from otelres import _otel
-from otelres.resilience import CircuitBreaker, Fallback, Policy, Retry
+from otelres.resilience import (
+    CircuitBreaker,
+    Fallback,
+    Policy,
+    RateLimiter,
+    RateLimitExceededError,
+    Retry,
+)
 from otelres.testing import FakeClock, TelemetryCapture
 
 Call = Callable[[Any, Callable[[], Any]], Any]
@@ -144,3 +151,17 @@ def test_no_attempt_spans_without_an_active_span(
     """In mode events with no span active, retries make no orphan attempt traces."""
     assert call(retry(capture, clock), failing(ConnectionError(), ConnectionError())) == "ok"
     assert capture.spans() == []
+
+
+def test_limiter_rejection_is_named_as_such_on_every_span(capture: TelemetryCapture, call: Call) -> None:
+    """A limiter rejection carried past the breaker shows as RateLimitExceededError, never internals."""
+    _otel.set_span_mode("always")
+    limiter = RateLimiter("svc", rate=0.001, capacity=1, mode="reject")
+    breaker = CircuitBreaker("svc", tracer_provider=capture.tracer_provider)
+    guard = Policy("svc", breaker=breaker, limiter=limiter, tracer_provider=capture.tracer_provider)
+    assert call(guard, lambda: "ok") == "ok"
+    with pytest.raises(RateLimitExceededError):
+        call(guard, lambda: "ok")
+    kinds = {s.attributes["error.type"] for s in capture.spans() if "error.type" in s.attributes}
+    assert kinds == {"RateLimitExceededError"}
+    assert breaker.get_state()["metrics"]["failure_calls"] == 0
