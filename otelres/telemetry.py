@@ -400,11 +400,14 @@ def _build(
     return handle
 
 
+_PLACEHOLDERS = ("ProxyTracerProvider", "_ProxyMeterProvider", "ProxyMeterProvider", "ProxyLoggerProvider")
+
+
 def _free(provider: Any, kind: str) -> bool:
     """Whether the global *kind* provider is still the API's placeholder; warns when not."""
-    if type(provider).__name__ in ("ProxyTracerProvider", "_ProxyMeterProvider",
-                                   "ProxyMeterProvider", "ProxyLoggerProvider",
-                                   "NoOpTracerProvider"):
+    # Only the API's placeholders are free: a NoOp provider the application set on purpose
+    # (to switch a signal off) is the application's choice like any other.
+    if type(provider).__name__ in _PLACEHOLDERS:
         return True
     if any(provider is ours for ours in _installed):
         reason = (

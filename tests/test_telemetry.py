@@ -244,6 +244,27 @@ def test_providers_set_by_the_application_are_never_replaced() -> None:
     assert "already set a global tracer provider" in result.stdout
 
 
+def test_a_noop_provider_the_application_chose_is_respected() -> None:
+    """An application that switched tracing off with NoOpTracerProvider keeps it; configure() warns and owns no traces."""
+    result = _run(
+        """
+        import warnings
+        from opentelemetry import trace
+        trace.set_tracer_provider(trace.NoOpTracerProvider())
+        import otelres
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t = otelres.configure()
+        assert type(trace.get_tracer_provider()).__name__ == "NoOpTracerProvider"
+        assert t.owned == ("metrics",), t.owned
+        print(caught[0].message)
+        """,
+        OTEL_TRACES_EXPORTER="console",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "already set a global tracer provider" in result.stdout
+
+
 def test_console_exporter_prints_spans() -> None:
     """The console exporter writes finished spans to stdout as JSON."""
     result = _run(
