@@ -88,6 +88,19 @@ def test_memory_limiter_runs_first_and_batch_last(config: dict[str, Any]) -> Non
     assert {"limit_mib", "limit_percentage"} & set(limiter)
 
 
+@pytest.mark.parametrize("limit_mib", ["64", "128", None])
+def test_the_memory_limit_variable_never_makes_an_invalid_limiter(
+    config: dict[str, Any], limit_mib: str | None
+) -> None:
+    """Whatever OTELCOL_MEMORY_LIMIT_MIB says, the spike allowance stays below the limit, as the Collector requires."""
+    limiter = config["processors"]["memory_limiter"]
+    env = {**env_defaults(), **({"OTELCOL_MEMORY_LIMIT_MIB": limit_mib} if limit_mib else {})}
+    limit = int(resolved(str(limiter["limit_mib"]), env))
+    # The Collector's default spike allowance is 20 % of the limit.
+    spike = int(resolved(str(limiter.get("spike_limit_mib", limit // 5)), env))
+    assert 0 < spike < limit
+
+
 def test_otlp_receiver_listens_on_the_standard_ports(config: dict[str, Any]) -> None:
     """OTLP/gRPC listens on 4317 and OTLP/HTTP on 4318 (on all interfaces, for containers)."""
     env = env_defaults()
