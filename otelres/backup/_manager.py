@@ -137,6 +137,9 @@ class BackupManager:
     *tracer_provider* default to the global OpenTelemetry providers.
     """
 
+    STATS_MAX_AGE = 30.0
+    """Seconds the storage statistics behind the gauges are reused before storage is listed again."""
+
     def __init__(
         self,
         backup_path: PathLike | None = None,
@@ -182,6 +185,7 @@ class BackupManager:
         self._tracer_provider = tracer_provider
         self._stats_lock = threading.Lock()
         self._stats: dict[str, dict[str, float]] | None = None
+        self._stats_at = 0.0
         self._created: dict[tuple[str, str], int] = {}
         _telemetry.publish(self, meter_provider)
 
@@ -733,6 +737,7 @@ class BackupManager:
                 entry["size"] = float(info.size_bytes)
         with self._stats_lock:
             self._stats = stats
+            self._stats_at = time.monotonic()
 
     def _invalidate_stats(self) -> None:
         """Forget the statistics; the next collection lists storage again."""
@@ -743,8 +748,12 @@ class BackupManager:
         return self.storage.location
 
     def _telemetry_stats(self) -> Mapping[str, Mapping[str, float]]:
+        # Other processes (cron's `make backup`, a second bot) write to the same storage:
+        # storage is listed again once the figures are older than STATS_MAX_AGE.
         with self._stats_lock:
             stats = self._stats
+            if time.monotonic() - self._stats_at > self.STATS_MAX_AGE:
+                stats = None
         if stats is None:
             self.list_backups()
             with self._stats_lock:

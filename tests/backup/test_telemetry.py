@@ -116,3 +116,19 @@ def test_verify_restore_and_prune_have_spans(backup_dir: Path, capture: Telemetr
     _otel.set_span_mode("off")
     manager.create_backup({"a": 2})
     assert capture.spans() == []
+
+
+def test_gauges_follow_backups_written_by_other_processes(
+    backup_dir: Path, capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the figures are older than STATS_MAX_AGE, the gauges list storage again and show another writer's newer backup."""
+    moments = iter([datetime(2026, 5, 1, tzinfo=timezone.utc)])
+    watched = _manager(backup_dir, capture, clock=lambda: next(moments))
+    watched.create_backup({"n": 1}, backup_type="daily")
+    attrs = {"backup.type": "daily"}
+    assert capture.value("otelres.backup.count", **attrs, **{"backup.status": "valid"}) == 1
+    other = BackupManager(backup_dir)  # e.g. `make backup` from cron, or a second bot
+    newer = other.get_backup(other.create_backup({"n": 2}, backup_type="daily"))
+    monkeypatch.setattr(BackupManager, "STATS_MAX_AGE", 0.0)
+    assert capture.value("otelres.backup.count", **attrs, **{"backup.status": "valid"}) == 2
+    assert capture.value("otelres.backup.last_success", **attrs) == newer.timestamp.timestamp()
