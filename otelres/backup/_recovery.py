@@ -169,7 +169,11 @@ class RecoveryManager:
                     f"restore target {target} overlaps the backup directory {storage.location}; "
                     "restoring there could destroy the backups themselves; choose another directory"
                 )
-        if where in Path.cwd().resolve().parents or where == Path.cwd().resolve():
+        try:
+            here = Path.cwd().resolve()
+        except OSError:  # the working directory was deleted: nothing of it to protect
+            here = None
+        if here is not None and (where == here or where in here.parents):
             raise RestoreRefusedError(
                 f"restore target {target} contains the current directory; "
                 "choose a directory of its own (e.g. --to restored/latest)"
