@@ -253,14 +253,16 @@ def _within(calls: Mapping[str, Callable[[], object]], timeout: float, what: str
             _log.exception("otelres: %s of the %s failed", what, name)
             results[name] = False
 
-    threads = [
-        threading.Thread(target=run, args=item, name=f"otelres-{what}", daemon=True)
-        for item in calls.items()
-    ]
     deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    started = []
+    for item in calls.items():
+        thread = threading.Thread(target=run, args=item, name=f"otelres-{what}", daemon=True)
+        try:
+            thread.start()
+            started.append(thread)
+        except RuntimeError:  # no new threads this late in interpreter shutdown: run inline
+            run(*item)
+    for thread in started:
         thread.join(max(0.0, deadline - time.monotonic()))
     late = [name for name in calls if name not in results]
     if late:
