@@ -386,7 +386,7 @@ def _build_manifest(body: Mapping[str, Any], signed: bool) -> Manifest:
         raise TypeError("entries is not a list")
     for raw in raw_entries:
         if not isinstance(raw, dict):
-            raise TypeError(f"an entry is not a table: {raw!r}")
+            raise TypeError(f"an entry is a {type(raw).__name__}, not a table")
         kind = raw["kind"]
         if kind not in ENTRY_KINDS:
             raise ValueError(f"unknown entry kind {kind!r}")
