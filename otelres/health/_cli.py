@@ -397,7 +397,9 @@ def _serve_probes(config: Config, args: argparse.Namespace) -> int:
     print(f"otelres: serving health probes on {server.url} ({endpoints})", file=sys.stderr)
     try:
         if runner is not None:
-            runner.start()
+            # On the server's loop, so scheduled runs and probes share one loop: async checks
+            # may keep loop-bound clients (aiohttp, async ccxt) between runs.
+            server.loop.call_soon_threadsafe(runner.start)
         server.serve_forever()
     except (KeyboardInterrupt, _Terminated):
         pass

@@ -84,7 +84,7 @@ class HealthRunner:
         if loop is not None:
             self._loop = loop
             self._wake = asyncio.Event()
-            self._task = loop.create_task(self._run(), name="otelres-health-runner")
+            self._task = self._current = loop.create_task(self._run(), name="otelres-health-runner")
         else:
             started = threading.Event()
             self._thread = threading.Thread(
@@ -109,8 +109,8 @@ class HealthRunner:
                     loop.call_soon_threadsafe(current.cancel)
             except RuntimeError:
                 pass
-        if self._task is not None:
-            self._task.cancel()
+        if self._task is not None and _running_loop() is loop:
+            self._task.cancel()  # else (another thread) the thread-safe cancel above does it
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -166,3 +166,11 @@ class HealthRunner:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             except asyncio.TimeoutError:
                 pass
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

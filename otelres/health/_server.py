@@ -153,6 +153,11 @@ class HealthServer:
         return int(self._httpd.server_address[1])
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop checks run on (the one given, else the server's own, started now)."""
+        return self._ensure_loop()
+
+    @property
     def url(self) -> str:
         """``http://host:port`` of the server."""
         return f"http://{self.host}:{self.port}"

@@ -50,6 +50,12 @@ async def stubborn():
 async def threaded():
     await asyncio.to_thread(time.sleep, 30)
     return HealthStatus.GREEN
+
+async def loopy():
+    import os
+    with open(os.environ["LOOPS_FILE"], "a") as out:
+        out.write(f"{id(asyncio.get_running_loop())}\\n")
+    return HealthStatus.GREEN
 """
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -358,3 +364,32 @@ def test_the_command_exits_promptly_past_hung_checks(project: Callable[..., Path
         ("hang", "stubborn", "threaded"), "timed out after 0.5 s"
     )
     assert "Task was destroyed" not in done.stderr
+
+
+def test_serve_runs_scheduled_checks_and_probes_on_one_loop(project: Callable[..., Path], tmp_path: Path) -> None:
+    """`otelres serve` runs the scheduled checks and the probes' checks on the same event loop,
+    so an async check can keep loop-bound clients between runs."""
+    project("loopy")
+    loops = tmp_path / "loops.txt"
+    env = {**_env(), "LOOPS_FILE": str(loops)}
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otelres", "serve", "--port", str(port)], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "serving health probes" in proc.stderr.readline()
+        deadline = time.monotonic() + 10
+        while not (loops.exists() and loops.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+            assert response.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    seen = loops.read_text().split()
+    assert len(seen) >= 2
+    assert len(set(seen)) == 1
