@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from otelres.backup import _telemetry
 from otelres.backup._codec import CHUNK, check_level, compressor, suffix
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["BackupManager", "PruneResult", "VerifyReport"]
 
 _log = logging.getLogger("otelres.backup")
+_T = TypeVar("_T")
 _ID_ATTEMPTS = 8
 _PIPELINE_FILE_BYTES = 8 << 20
 
@@ -554,11 +555,15 @@ class BackupManager:
         return report
 
     def _resolve(
-        self, backup_id: str = "latest", *, load_json: bool = False
-    ) -> tuple[Manifest, tuple[str, ...], dict[str, Any]]:
-        """The checked manifest of *backup_id*, or of the newest backup that passes every
-        check for ``"latest"``; the ids of damaged backups skipped on the way; and, with
-        *load_json*, the decoded JSON entries (read in the same pass as the checks).
+        self, backup_id: str, use: Callable[[Manifest], _T]
+    ) -> tuple[_T, tuple[str, ...]]:
+        """``use(manifest)`` for *backup_id*, or for the newest backup it succeeds on for
+        ``"latest"``; also the ids of damaged backups skipped on the way.
+
+        Each candidate's manifest and cheap entry checks come first; *use* reads the
+        entries (checking every byte as it goes) and raises :class:`BackupCorruptError`
+        for damage, which for ``"latest"`` moves on to the next older backup. So every
+        entry is read once, whether it is being verified, loaded or restored.
 
         Raises :class:`BackupNotFoundError` (unknown id, or no valid backup) and
         :class:`BackupCorruptError` (the named backup is damaged).
@@ -566,33 +571,33 @@ class BackupManager:
         key = self._key(required=True)
         if backup_id != "latest":
             self._require(backup_id)
-            manifest, loaded = self._checked(backup_id, key, load_json)
-            return manifest, (), loaded
+            candidates = [backup_id]
+        else:
+            candidates = [b.backup_id for b in self.list_backups() if b.status != "incomplete"]
         skipped: list[str] = []
-        for info in self.list_backups():
-            if info.status == "incomplete":
-                continue
+        for candidate in candidates:
             try:
-                manifest, loaded = self._checked(info.backup_id, key, load_json)
+                try:
+                    manifest = self._manifest(candidate, key)
+                except ManifestError as exc:
+                    raise BackupCorruptError(candidate, [(None, str(exc))]) from None
+                problems = check_entries(self.storage, manifest, self.max_restore_bytes, deep=False)
+                if problems:
+                    raise BackupCorruptError(candidate, problems)
+                return use(manifest), tuple(skipped)
             except BackupCorruptError as exc:
-                _log.warning("skipping damaged backup %s: %s", info.backup_id, exc)
-                skipped.append(info.backup_id)
-                continue
-            return manifest, tuple(skipped), loaded
+                if backup_id != "latest":
+                    raise
+                _log.warning("skipping damaged backup %s: %s", candidate, exc)
+                skipped.append(candidate)
         raise BackupNotFoundError(
             "latest", self.location, f"no valid backup in {self.location}"
             + (f" ({len(skipped)} damaged backups skipped)" if skipped else "")
         )
 
-    def _checked(
-        self, backup_id: str, key: bytes | None, load_json: bool = False
-    ) -> tuple[Manifest, dict[str, Any]]:
-        """The manifest of *backup_id* after every check passed (else
-        :class:`BackupCorruptError`), with its JSON entries decoded when *load_json*."""
-        try:
-            manifest = self._manifest(backup_id, key)
-        except ManifestError as exc:
-            raise BackupCorruptError(backup_id, [(None, str(exc))]) from None
+    def _read_all(self, manifest: Manifest, *, load_json: bool = False) -> dict[str, Any]:
+        """Read every entry of *manifest* back with every check (else
+        :class:`BackupCorruptError`); with *load_json*, return the JSON entries decoded."""
         loaded: dict[str, Any] = {}
 
         def decode(record: EntryRecord, chunks: Iterator[bytes]) -> None:
@@ -611,8 +616,8 @@ class BackupManager:
             consume=decode if load_json else None,
         )
         if problems:
-            raise BackupCorruptError(backup_id, problems)
-        return manifest, loaded
+            raise BackupCorruptError(manifest.backup_id, problems)
+        return loaded
 
     def read_entry(self, backup_id: str, record: EntryRecord) -> Iterator[bytes]:
         """Stream the original bytes of one entry; raises :class:`EntryDamaged` at the end
@@ -628,7 +633,7 @@ class BackupManager:
         backups exactly as :meth:`RecoveryManager.restore` does. Files and SQLite entries
         are checked but not loaded (restore them with :class:`RecoveryManager`).
         """
-        _, _, loaded = self._resolve(backup_id, load_json=True)
+        loaded, _ = self._resolve(backup_id, lambda m: self._read_all(m, load_json=True))
         return loaded
 
     # ------------------------------------------------------------------ delete / prune

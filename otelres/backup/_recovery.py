@@ -15,6 +15,7 @@ decompresses past ``backup.max_restore_bytes`` are refused before anything is pu
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -125,20 +126,30 @@ class RecoveryManager:
         id, :class:`RestoreRefusedError` for an unsafe entry or target, and
         :class:`BackupNotFoundError` for an unknown id or when no valid backup exists.
         """
-        with _telemetry.backup_span(
-            self.manager._tracer_provider, "otelres.backup.restore", {"backup.dry_run": dry_run}
-        ) as span:
-            manifest, skipped, _ = self.manager._resolve(backup_id)
-            if span is not None:
-                span.set_attribute("backup.id", manifest.backup_id)
+        if target is not None:
+            self._check_target(Path(target), overwrite)  # before reading anything
+
+        def restore_one(manifest: Manifest) -> RestoreResult:
             planned = self._plan(manifest)
             chosen = Path(target) if target is not None else Path("restored") / manifest.backup_id
             if dry_run:
+                self.manager._read_all(manifest)
                 self._check_target(chosen, overwrite)
-                return RestoreResult(manifest.backup_id, chosen, planned, True, skipped)
-            self._restore(manifest, planned, chosen, overwrite)
-        _log.info("backup %s restored to %s", manifest.backup_id, chosen)
-        return RestoreResult(manifest.backup_id, chosen, planned, False, skipped)
+            else:
+                # Every entry is checked while it is written into the staging directory,
+                # which is published only when all passed: one read, never a partial target.
+                self._restore(manifest, planned, chosen, overwrite)
+            return RestoreResult(manifest.backup_id, chosen, planned, dry_run, ())
+
+        with _telemetry.backup_span(
+            self.manager._tracer_provider, "otelres.backup.restore", {"backup.dry_run": dry_run}
+        ) as span:
+            result, skipped = self.manager._resolve(backup_id, restore_one)
+            if span is not None:
+                span.set_attribute("backup.id", result.backup_id)
+        if not dry_run:
+            _log.info("backup %s restored to %s", result.backup_id, result.target)
+        return dataclasses.replace(result, skipped=skipped)
 
     # ------------------------------------------------------------------ internals
     def _plan(self, manifest: Manifest) -> tuple[RestoredEntry, ...]:

@@ -584,3 +584,27 @@ def test_a_manifest_nested_too_deeply_is_damaged_not_a_crash(
     (info,) = manager.list_backups()
     assert info.status == "damaged"
     assert "nested too deeply" in (info.problem or "")
+
+
+def test_restore_and_load_read_each_entry_once(
+    manager: BackupManager, full_backup: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore checks each entry while writing it and load_backup while decoding it: one read of each stored entry, not two."""
+    from collections import Counter
+
+    from otelres.backup import LocalDirectoryStorage
+
+    opened: Counter[str] = Counter()
+    original = LocalDirectoryStorage.open_entry
+
+    def counting(self: LocalDirectoryStorage, backup_id: str, path: str) -> object:
+        opened[path] += 1
+        return original(self, backup_id, path)
+
+    monkeypatch.setattr(LocalDirectoryStorage, "open_entry", counting)
+    entries = manager.get_backup(full_backup).entries
+    RecoveryManager(manager).restore(full_backup, tmp_path / "out")
+    assert {opened[e.path] for e in entries} == {1}
+    opened.clear()
+    manager.load_backup(full_backup)
+    assert {opened[e.path] for e in entries} == {1}
