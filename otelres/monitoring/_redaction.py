@@ -61,6 +61,8 @@ Kraken's ``API-Key`` / ``API-Sign`` / ``otp``, Binance's ``X-MBX-APIKEY``, Coinb
 _MIN_SECRET_LENGTH = 4
 _MAX_DEPTH = 8
 _KEY_CACHE_LIMIT = 4096
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:@]*:)[^\s/@]+@")
+"""The password of a URL's user info: ``scheme://user:password@`` (user may be empty)."""
 _WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
 # Registered secrets are process-wide: a secret is a secret for every handler. The tuple is
@@ -165,12 +167,16 @@ class Redactor:
         return cached
 
     def text(self, text: str) -> str:
-        """*text* with ``key=value`` pairs of sensitive keys and registered secrets masked."""
+        """*text* with registered secrets, ``key=value`` pairs of sensitive keys and URL
+        passwords (``redis://:pw@host``, ``https://user:pw@host``) masked."""
         for secret in _secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        if ("=" in text or ":" in text) and self._may_hold_a_key(text):
-            text = self._pair.sub(_mask_pair, text)
+        if "=" in text or ":" in text:
+            if self._may_hold_a_key(text):
+                text = self._pair.sub(_mask_pair, text)
+            if "@" in text and "://" in text:
+                text = _URL_PASSWORD.sub(r"\g<head>" + MASK + "@", text)
         return text
 
     def _may_hold_a_key(self, text: str) -> bool:

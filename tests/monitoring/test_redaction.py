@@ -233,3 +233,17 @@ def test_every_default_key_is_masked_in_text_in_every_spelling(key: str) -> None
     for spelling in _spellings(key):
         assert redactor.text(f"sent {spelling}=v4lue-1 ok") == f"sent {spelling}=*** ok"
         assert redactor.text(f'{{"{spelling}": "v4lue-2"}}') == f'{{"{spelling}": "***"}}'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("connecting to redis://:s3cret-pw@10.0.0.5:6379/0", "connecting to redis://:***@10.0.0.5:6379/0"),
+        ("db postgresql://bot:p%40ss@db:5432/x", "db postgresql://bot:***@db:5432/x"),
+        ("proxy https://u:pw1@proxy:3128 and amqp://u:pw2@mq/", "proxy https://u:***@proxy:3128 and amqp://u:***@mq/"),
+        ("no password https://user@host/x, mail ops@example.test", "no password https://user@host/x, mail ops@example.test"),
+    ],
+)
+def test_passwords_in_urls_are_masked(text: str, expected: str) -> None:
+    """The password part of a URL's user info is masked; user names and e-mail addresses stay."""
+    assert Redactor().text(text) == expected
