@@ -536,8 +536,15 @@ def resolve_checks(config: Config, registry: CheckRegistry) -> list[HealthCheck]
             problems.append(f"{where}: health_checks.custom.{key}: {exc}")
     names = list(settings.checks) if settings.checks else [*DEFAULT_CHECKS, *settings.custom]
     checks: list[HealthCheck] = []
+    listed: dict[str, int] = {}
     for index, name in enumerate(names):
         key = f"health_checks.checks[{index}]"
+        if name in listed:
+            problems.append(
+                f"{where}: {key}: {name!r} is already listed as health_checks.checks[{listed[name]}]"
+            )
+            continue
+        listed[name] = index
         if name in settings.custom:
             if name in custom:
                 checks.append(custom[name])

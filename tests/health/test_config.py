@@ -70,6 +70,17 @@ def test_an_unknown_check_name_is_a_config_error_naming_the_key() -> None:
     assert "[health_checks.custom]" in problem
 
 
+def test_a_name_listed_twice_is_a_config_error_naming_both_keys() -> None:
+    """A check listed twice in [health_checks] checks is a ConfigError naming both positions,
+    not a traceback."""
+    with pytest.raises(ConfigError) as info:
+        HealthChecker(config=_config({"checks": ["circuit_breakers", "telemetry", "circuit_breakers"]}))
+    assert info.value.problems == [
+        "config.toml: health_checks.checks[2]: 'circuit_breakers' is already listed as "
+        "health_checks.checks[0]"
+    ]
+
+
 @pytest.mark.parametrize(
     ("path", "fragment"),
     [
