@@ -230,7 +230,8 @@ class StructuredLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """A standard logger whose ``extra`` can never make a logging call raise.
 
     ``extra`` keys that the standard library refuses (``message``, ``name``, ``args``, ...)
-    are kept as ``extra.<key>`` instead of raising ``KeyError``; a non-mapping ``extra``
+    are kept as ``extra.<key>`` instead of raising ``KeyError``, and so are keys starting
+    with ``_`` (``_id``), which formatters would skip as private; a non-mapping ``extra``
     becomes the field ``extra``. :meth:`bind` returns a logger that adds fields to every
     record. Anything else (``setLevel``, ``handlers``, ...) is the underlying
     :class:`logging.Logger`'s, available as ``.logger``.
@@ -274,7 +275,9 @@ def _merge(into: dict[str, Any], extra: Mapping[Any, Any]) -> None:
         return
     for key, value in items:
         skey = key if type(key) is str else safe_str(key)
-        into["extra." + skey if skey in _CLASHING else skey] = value
+        # Formatters skip record attributes starting with "_" (other libraries' private
+        # state), so a caller's "_id" is renamed like a clashing key instead of vanishing.
+        into["extra." + skey if skey in _CLASHING or skey[:1] == "_" else skey] = value
 
 
 def get_logger(name: str | None = None) -> StructuredLogger:

@@ -190,6 +190,14 @@ class _Unprintable:
     __repr__ = __str__
 
 
+def test_underscore_keys_in_extra_are_kept_not_dropped(stream: io.StringIO) -> None:
+    """A caller's _id (a Mongo-style key) is written as extra._id rather than skipped as private."""
+    setup_logging(MonitoringSettings(), stream=stream)
+    get_logger("t").bind(_session="s-1").info("saved", extra={"_id": "65f0c1", "qty": 2})
+    (line,) = json_lines(stream)
+    assert (line["extra._id"], line["extra._session"], line["qty"]) == ("65f0c1", "s-1", 2)
+
+
 def test_any_extra_value_is_logged_without_raising(stream: io.StringIO) -> None:
     """Unprintable objects, cycles, bytes, odd keys and a non-mapping extra all produce a line."""
     setup_logging(MonitoringSettings(), stream=stream)
