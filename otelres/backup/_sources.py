@@ -129,15 +129,15 @@ class sqlite_snapshot:
         target = Path(self._dir.name) / "snapshot.db"
         uri = f"file:{quote(str(self._source.resolve()))}?mode=ro"
         try:
-            src = sqlite3.connect(uri, uri=True, timeout=30)
             try:
-                dst = sqlite3.connect(target)
-                try:
-                    src.backup(dst)
-                finally:
-                    dst.close()
-            finally:
-                src.close()
+                _copy(uri, target)
+            except sqlite3.OperationalError:
+                # A WAL-mode database in a directory we may not write to (another user's,
+                # a read-only mount) cannot get its -shm file. With no -wal file there is
+                # no uncheckpointed write to miss, so the file alone is the database.
+                if Path(f"{self._source}-wal").exists():
+                    raise
+                _copy(uri + "&immutable=1", target)
         except sqlite3.Error as exc:
             self._dir.cleanup()
             raise BackupError(
@@ -149,6 +149,19 @@ class sqlite_snapshot:
     def __exit__(self, *exc: object) -> None:
         if self._dir is not None:
             self._dir.cleanup()
+
+
+def _copy(uri: str, target: Path) -> None:
+    """Copy the database at *uri* into a new database file *target* (online backup API)."""
+    src = sqlite3.connect(uri, uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
 
 
 def plan_entries(

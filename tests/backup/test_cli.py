@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from otelres._cli import main
-from otelres.backup import BackupManager
+from otelres.backup import BackupManager, RecoveryManager
 
 from ._damage import entry_file, flip_byte
 
@@ -328,3 +328,32 @@ def _unprivileged(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str
         argv = [require_binary("setpriv"), "--bounding-set=-dac_override,-dac_read_search", *argv]
     env = {**os.environ, "OTELRES_CONFIG": ""}
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False, timeout=60)
+
+
+def test_create_copies_a_wal_database_from_a_read_only_directory(tmp_path: Path) -> None:
+    """A WAL-mode SQLite database whose directory the backup user cannot write (no -shm possible) is still backed up whole."""
+    import sqlite3
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = sqlite3.connect(data / "orders.db")
+    db.execute("pragma journal_mode=wal")
+    db.execute("create table orders (id integer primary key, px real)")
+    db.executemany("insert into orders (px) values (?)", [(100.0 + n,) for n in range(50)])
+    db.commit()
+    db.close()
+    data.chmod(0o555)
+    try:
+        done = _unprivileged(
+            [sys.executable, "-m", "otelres", "backup", "--path", str(tmp_path / "b"),
+             "create", "--sqlite", str(data / "orders.db")],
+            tmp_path,
+        )
+    finally:
+        data.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    RecoveryManager(BackupManager(tmp_path / "b")).restore(done.stdout.strip(), out)
+    copy = sqlite3.connect(out / "orders.db")
+    assert copy.execute("select count(*) from orders").fetchone() == (50,)
+    copy.close()
