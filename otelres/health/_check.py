@@ -233,8 +233,8 @@ class _Renamed(HealthCheck):
 def load_check(path: str, name: str) -> HealthCheck:
     """Import ``"package.module:attribute"`` and make it a check called *name*.
 
-    Raises ``ValueError`` saying what did not resolve (malformed path, missing module,
-    missing attribute, or a target that is not a check).
+    Raises ``ValueError`` saying what did not resolve (malformed path, missing module, a
+    module that fails while importing, missing attribute, or a target that is not a check).
     """
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
@@ -243,6 +243,10 @@ def load_check(path: str, name: str) -> HealthCheck:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # the module itself fails: a SyntaxError, a missing setting
+        raise ValueError(
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
     target: Any = module
     for part in attribute.split("."):
         try:

@@ -103,6 +103,27 @@ def test_an_unresolvable_import_path_is_a_config_error(
     assert fragment in problem
 
 
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ('raise RuntimeError("DB_URL is not set")\n', "failed: RuntimeError: DB_URL is not set"),
+        ("def broken(:\n", "failed: SyntaxError: "),
+    ],
+)
+def test_a_module_that_fails_to_import_is_a_config_error(
+    check_module: Callable[[str], str], source: str, fragment: str
+) -> None:
+    """A custom check module that raises or does not compile while importing is a ConfigError
+    naming the key and the module's error, not a traceback."""
+    module = check_module(source)
+    config = _config({"checks": ["risk"], "custom": {"risk": f"{module}:risk_check"}})
+    with pytest.raises(ConfigError) as info:
+        HealthChecker(config=config)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"config.toml: health_checks.custom.risk: importing module '{module}' ")
+    assert fragment in problem
+
+
 def test_every_bad_name_is_reported_at_once(check_module: Callable[[str], str]) -> None:
     """Several bad entries produce one ConfigError listing all of them."""
     config = _config({"checks": ["nope", "risk", "exchange"], "custom": {"risk": "x.y:z"}})
