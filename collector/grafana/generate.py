@@ -338,6 +338,7 @@ def resilience() -> dict[str, Any]:
     timeout = f'{SERVICE}, timeout_name=~"$name"'
     fallback = f'{SERVICE}, fallback_name=~"$name"'
     shared = f'{SERVICE}, guard_name=~"$name"'
+    exchange = f'{SERVICE}, ccxt_exchange_id=~"$name"'
     panels = [
         grid.row("Circuit breakers"),
         grid.place(
@@ -557,6 +558,37 @@ def resilience() -> dict[str, Any]:
                 "otelres:fallbacks:rate1m",
                 fallback,
                 "fallback_name, error_type",
+            ),
+            12,
+            8,
+        ),
+        grid.row("Exchange calls (ccxt)"),
+        grid.place(
+            per_second(
+                "Exchange calls by outcome",
+                "Unified ccxt calls per second (otelres-instrumentation-ccxt), by exchange and "
+                "outcome: success, failure (network or exchange trouble), rejected (by a "
+                "guard) and error (the caller's: bad symbol, funds, authentication).",
+                "otelres:ccxt_calls:rate1m",
+                exchange,
+                "ccxt_exchange_id, ccxt_outcome",
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "Exchange call latency (p95)",
+                "How long unified ccxt calls take, retries and waits included, by exchange "
+                "and method.",
+                [
+                    target(
+                        "histogram_quantile(0.95, sum by (ccxt_exchange_id, ccxt_method, le) "
+                        f"(otelres:ccxt_call_duration_seconds_bucket:rate1m{{{exchange}}}))",
+                        "{{ccxt_exchange_id}} {{ccxt_method}}",
+                    )
+                ],
+                unit="s",
             ),
             12,
             8,

@@ -19,6 +19,9 @@ keeps every component busy, twice a second, until it is terminated:
   ``exchange-ticker`` answers for a failing call;
 * breaker and limiter ``exchange-shared`` keep their state in a Redis nobody runs
   (``--redis-url``): fail-open, so the calls go on, decided without Redis;
+* ccxt clients instrumented by ``otelres-instrumentation-ccxt`` call the local exchange:
+  kraken answers, binance's ticker answers 503 (a failing exchange, never retried and
+  never tripping its breaker here, so that every round adds a failure);
 * health checks ``exchange`` (RED), ``disk`` (YELLOW) and ``database`` (GREEN);
 * a ``daily`` backup whose manifest says it was written 30 hours ago (stale), and an
   ``hourly`` one whose entry file was cut short afterwards (damaged).
@@ -37,9 +40,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+import ccxt
+from otelres_instrumentation_ccxt import CcxtInstrumentor
+
 import otelres
 from otelres.backup import BackupManager
-from otelres.config import Config, TelemetrySettings
+from otelres.config import config_from_dict
 from otelres.health import HealthChecker, HealthResult, health_check
 from otelres.resilience import (
     Bulkhead,
@@ -56,6 +62,7 @@ from otelres.resilience import (
     Retry,
     Timeout,
 )
+from otelres.testing import ExchangeServer, Fault
 
 STALE_BY = timedelta(hours=30)
 RESET_TIMEOUT = 30.0
@@ -113,6 +120,10 @@ class Scenario:
             backend=RedisTokenBucket("exchange-shared", absent, rate=100, capacity=100),
         )
         self.release = threading.Event()
+        self.exchange = ExchangeServer().start()
+        CcxtInstrumentor().instrument()
+        self.kraken = self.exchange.client("kraken")
+        self.binance = self.exchange.client("binance")
         self.checker = HealthChecker(
             [
                 health_check("exchange", register=False)(self.exchange_check),
@@ -152,6 +163,9 @@ class Scenario:
         deadline = time.monotonic() + 10
         while self.bulkhead._active < self.bulkhead.max_concurrent and time.monotonic() < deadline:
             time.sleep(0.01)
+        self.kraken.load_markets()
+        self.binance.load_markets()
+        self.exchange.inject(Fault("http", status=503, venue="binance", path="/api/v3/ticker"))
         self.backups.create_backup({"portfolio": {"BTC": 0.5}}, backup_type="daily")
         damaged = self.backups.create_backup({"orders": {"open": 3}}, backup_type="hourly")
         for entry in (self.backup_dir / damaged).glob("e*"):
@@ -177,6 +191,8 @@ class Scenario:
         expect(CallTimeoutError, self.timeout.call, time.sleep, 0.05)
         self.fallback.call(fail)
         self.shared_limiter.call(self.shared.call, ok)
+        self.kraken.fetch_ticker("BTC/USD")
+        expect(ccxt.ExchangeNotAvailable, self.binance.fetch_ticker, "BTC/USDT")
         self.checker.run_sync()
 
     def flap(self) -> None:
@@ -214,13 +230,21 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     telemetry = otelres.configure(
-        Config(
-            telemetry=TelemetrySettings(
-                service_name=args.service_name,
-                metrics_exporter=("prometheus",),
-                prometheus_host="127.0.0.1",
-                prometheus_port=args.port,
-            )
+        config_from_dict(
+            {
+                "telemetry": {
+                    "service_name": args.service_name,
+                    "metrics_exporter": ["prometheus"],
+                    "prometheus_host": "127.0.0.1",
+                    "prometheus_port": args.port,
+                },
+                # binance keeps failing: no retries (no back-off sleeps in a round), and a
+                # breaker that never opens (so failures, not rejections, keep coming).
+                "resilience": {
+                    "circuit_breaker": {"binance": {"threshold": 1_000_000}},
+                    "retry": {"binance": {"max_attempts": 1}},
+                },
+            }
         )
     )
     scenario = Scenario(args.backup_dir, args.redis_url)
@@ -233,6 +257,7 @@ def main() -> None:
             scenario.round()
     finally:
         scenario.release.set()
+        scenario.exchange.stop()
         telemetry.shutdown()
 
 

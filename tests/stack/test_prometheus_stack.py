@@ -208,6 +208,8 @@ def test_variables_list_the_service_and_every_component_name(stack: Stack) -> No
             "exchange-orders",
             "exchange-ticker",
             "exchange-shared",
+            "kraken",
+            "binance",
         },
         "otelres-health.json": {"exchange", "disk", "database", "overall"},
     }
@@ -301,6 +303,7 @@ EXPECTED_ALERTS = {
     "OtelresBackupStale": ("job", "otelres", set()),
     "OtelresBackupDamaged": ("backup_type", "hourly", {"daily"}),
     "OtelresRedisUnavailable": ("server_address", "127.0.0.1", set()),
+    "OtelresExchangeFailing": ("ccxt_exchange_id", "binance", {"kraken"}),
 }
 
 
