@@ -257,6 +257,10 @@ def load_check(path: str, name: str) -> HealthCheck:
         return as_check(target, name)
     except TypeError as exc:
         raise ValueError(f"{path!r} is not a health check: {exc}") from None
+    except ValueError:
+        raise
+    except Exception as exc:  # a HealthCheck subclass whose __init__ fails
+        raise ValueError(f"creating the check {path!r} failed: {type(exc).__name__}: {exc}") from None
 
 
 def _validate_name(name: str) -> None:

@@ -108,19 +108,26 @@ def test_an_unresolvable_import_path_is_a_config_error(
     [
         ('raise RuntimeError("DB_URL is not set")\n', "failed: RuntimeError: DB_URL is not set"),
         ("def broken(:\n", "failed: SyntaxError: "),
+        (
+            "from otelres.health import HealthCheck\n"
+            "class risk_check(HealthCheck):\n"
+            "    def __init__(self):\n"
+            "        raise RuntimeError('no DB_URL')\n",
+            "creating the check",
+        ),
     ],
 )
 def test_a_module_that_fails_to_import_is_a_config_error(
     check_module: Callable[[str], str], source: str, fragment: str
 ) -> None:
-    """A custom check module that raises or does not compile while importing is a ConfigError
-    naming the key and the module's error, not a traceback."""
+    """A custom check module that raises or does not compile while importing, or a check class
+    whose constructor raises, is a ConfigError naming the key and the error, not a traceback."""
     module = check_module(source)
     config = _config({"checks": ["risk"], "custom": {"risk": f"{module}:risk_check"}})
     with pytest.raises(ConfigError) as info:
         HealthChecker(config=config)
     (problem,) = info.value.problems
-    assert problem.startswith(f"config.toml: health_checks.custom.risk: importing module '{module}' ")
+    assert problem.startswith("config.toml: health_checks.custom.risk: ")
     assert fragment in problem
 
 
