@@ -683,7 +683,10 @@ class BackupManager:
             abandoned = [p for p in self.storage.pending() if not p.writer_alive]
             if not dry_run:
                 for info in plan.remove:
-                    self.storage.delete(info.backup_id)
+                    try:
+                        self.storage.delete(info.backup_id)
+                    except FileNotFoundError:
+                        continue  # another process (a second bot, cron) pruned it first
                     _log.info("pruned backup %s", info.backup_id)
                 for pending in abandoned:
                     self.storage.remove_pending(pending.name)

@@ -295,3 +295,21 @@ def test_prune_with_signing_on_and_the_key_missing_is_refused(
     with pytest.raises(BackupError, match=r"\$OTELRES_TEST_KEY, which is not set"):
         manager.prune(now=NOW)
     assert len(manager.list_backups()) == 3
+
+
+def test_two_pruners_racing_do_not_fail(backup_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backup another process prunes between this prune's plan and its deletion is skipped, and the prune completes."""
+    times = [NOW - timedelta(days=d) for d in (30, 20, 10, 1)]
+    manager = _manager_at(backup_dir, times, retention=RetentionPolicy(keep_last=1))
+    ids = [manager.create_backup({"n": n}) for n in range(4)]
+    planned = BackupManager.plan_prune
+
+    def plan_then_race(self: BackupManager, *, now: datetime | None = None) -> object:
+        plan = planned(self, now=now)
+        BackupManager(backup_dir).delete_backup(ids[1])  # the other pruner wins this one
+        return plan
+
+    monkeypatch.setattr(BackupManager, "plan_prune", plan_then_race)
+    result = manager.prune(now=NOW)
+    assert {b.backup_id for b in result.removed} == set(ids[:3])
+    assert [b.backup_id for b in manager.list_backups()] == [ids[3]]
