@@ -292,10 +292,12 @@ def configure(
 
     *config* is a :class:`~otelres.config.Config`, a path to a ``config.toml``, or None to
     load it the usual way (``OTELRES_CONFIG``, else ``./config.toml``, else defaults). It
-    becomes :func:`otelres.config.current`, which guards built from config read.
+    becomes :func:`otelres.config.current`, which guards built from config read, and sets
+    the span mode and (``[resilience.redis] enabled``) the shared state of the guards.
 
     ``set_global=False`` builds the providers without installing them as the global ones
-    (inject them into components instead); ``metric_readers`` and ``span_processors`` are
+    (inject them into components instead) and changes no process-wide setting;
+    ``metric_readers`` and ``span_processors`` are
     added to the providers, for example an alert manager's reader or an in-memory exporter.
 
     Calling it again returns the handle of the first call, with a ``RuntimeWarning`` when
@@ -320,12 +322,15 @@ def configure(
                     stacklevel=2,
                 )
             return _active
-        set_current(cfg)
-        _otel.set_span_mode(cfg.telemetry.span_mode)
-        if cfg.resilience.redis.enabled:
-            from otelres.resilience import use_redis
+        if set_global:
+            # Process-wide settings follow only the pipeline that becomes the global one;
+            # a throw-away pipeline (set_global=False) must not change how guards behave.
+            set_current(cfg)
+            _otel.set_span_mode(cfg.telemetry.span_mode)
+            if cfg.resilience.redis.enabled:
+                from otelres.resilience import use_redis
 
-            use_redis()
+                use_redis()
         settings = cfg.telemetry
         if settings.sdk_disabled:
             handle = Telemetry(config=cfg, disabled=True)

@@ -550,3 +550,16 @@ def test_prometheus_without_its_extra_names_the_key_and_the_install_command() ->
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("bot.toml: telemetry.metrics_exporter: 'prometheus' needs the prometheus extra")
     assert "pip install 'otelres[prometheus]'" in result.stdout
+
+
+def test_a_throw_away_pipeline_changes_no_process_wide_setting() -> None:
+    """configure(set_global=False) leaves the span mode and the current configuration alone."""
+    from otelres import config as config_module
+
+    before = config_module.current()
+    handle = configure(_config(span_mode="always", service_name="throw-away"), set_global=False)
+    try:
+        assert _otel.span_mode() == "events"
+        assert config_module.current() is before
+    finally:
+        handle.shutdown()
