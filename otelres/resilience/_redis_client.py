@@ -55,6 +55,9 @@ FAIL_MODES: tuple[FailMode, ...] = ("open", "closed")
 
 _log = logging.getLogger("otelres")
 
+# The same refused command (OOM, READONLY, WRONGTYPE) is logged at most this often.
+_REFUSAL_LOG_INTERVAL = 60.0
+
 # Constructor argument -> key of [resilience.redis], for errors about a configuration file.
 _SETTING_OF = {
     "socket_timeout": "socket_timeout_seconds",
@@ -132,6 +135,8 @@ class RedisConnection:
         "_down_until",
         "_lock",
         "_password",
+        "_refusal",
+        "_refusal_quiet_until",
         "connect_timeout",
         "fail_mode",
         "key_prefix",
@@ -188,6 +193,8 @@ class RedisConnection:
         # 0.0: up. Otherwise the monotonic time before which calls fail fast.
         self._down_until = 0.0
         self._down_since = 0.0
+        self._refusal = ""
+        self._refusal_quiet_until = 0.0
         _CONNECTIONS.add(self, meter_provider)
 
     @classmethod
@@ -374,7 +381,7 @@ class RedisConnection:
         if isinstance(exc, ResponseError) and not isinstance(exc, ConnectionError):
             # The server answered (wrong type at our key, out of memory, read-only
             # replica): not an outage to wait out, but the call still gets the fail mode.
-            _log.error("otelres: Redis at %s refused a command: %s", _redact(self.url), exc)
+            self._log_refusal(str(exc))
             return RedisUnavailableError(f"Redis at {_redact(self.url)} refused the command: {exc}")
         now = time.monotonic()
         with self._lock:
@@ -391,6 +398,25 @@ class RedisConnection:
                 what,
             )
         return RedisUnavailableError(f"Redis at {_redact(self.url)} is unavailable: {type(exc).__name__}")
+
+    def _log_refusal(self, text: str) -> None:
+        """Log a refused command, but the same refusal at most once a minute.
+
+        A refusal usually repeats on every call (a full Redis refuses every write), and
+        a guarded call must never cost an error line of its own.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if text == self._refusal and now < self._refusal_quiet_until:
+                return
+            self._refusal = text
+            self._refusal_quiet_until = now + _REFUSAL_LOG_INTERVAL
+        _log.error(
+            "otelres: Redis at %s refused a command: %s (guards use their fail mode; "
+            "repeats of this refusal are logged at most once a minute)",
+            _redact(self.url),
+            text,
+        )
 
     def _recovered(self) -> None:
         """Mark Redis up again after a successful command, and say so once in the log."""

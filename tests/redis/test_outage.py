@@ -218,6 +218,25 @@ def test_a_command_redis_refuses_applies_the_fail_mode_without_an_outage(
     conn.close()
 
 
+def test_a_refusal_on_every_call_is_logged_once_not_per_call(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis out of memory refuses every write: 50 fail-open calls log one error line, and each is counted."""
+    conn = RedisConnection(own_redis_server.url, key_prefix="t")
+    conn.client.config_set("maxmemory-policy", "noeviction")
+    conn.client.config_set("maxmemory", 1)
+    bucket = RedisTokenBucket("full", conn, rate=1000, capacity=1000, fail_mode="open")
+    with caplog.at_level(logging.ERROR, logger="otelres"):
+        for _ in range(50):
+            assert bucket.try_acquire(1) == 0.0
+    refusals = [r.getMessage() for r in caplog.records if "refused a command" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "maxmemory" in refusals[0]
+    assert bucket.unavailable_calls == 50
+    assert conn.available  # the server answers; it is not an outage to wait out
+    conn.close()
+
+
 def test_forcing_during_an_outage_holds_in_this_process_until_redis_is_back(
     own_redis_server: RedisServer,
 ) -> None:
