@@ -80,6 +80,14 @@ def demo_config(options: DemoOptions, environ: Mapping[str, str] | None = None) 
             "logs_exporter": ("otlp",),
         }
         if options.otlp_endpoint:
+            if not options.otlp_endpoint.startswith(("http://", "https://")):
+                # Without a scheme the gRPC exporter silently switches to TLS.
+                raise ConfigError(
+                    [
+                        "--otlp-endpoint: expected a URL starting with http:// or https://, "
+                        f"got {options.otlp_endpoint!r}"
+                    ]
+                )
             changes["otlp_endpoint"] = options.otlp_endpoint
         if options.otlp_protocol:
             if options.otlp_protocol not in ("grpc", "http/protobuf"):

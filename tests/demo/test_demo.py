@@ -29,6 +29,7 @@ import pytest
 from otelres._demo._config import DemoOptions, demo_config, scaled_scenario
 from otelres._demo._display import LiveTable, PlainLines, View, render_table, status_line
 from otelres._testing.exchange import BINANCE_CREDENTIALS, KRAKEN_CREDENTIALS
+from otelres.config import ConfigError
 from otelres.testing import OtlpHttpReceiver
 from tests.conftest import free_port
 from tests.demo.conftest import PageWatch
@@ -253,6 +254,12 @@ def test_demo_reports_a_broken_config_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"{bad}: resilience.circuit_breaker_threshold" in result.stderr
+
+
+def test_otlp_endpoint_without_a_scheme_is_refused() -> None:
+    """--otlp-endpoint must say http:// or https://; without it the gRPC exporter would silently use TLS."""
+    with pytest.raises(ConfigError, match="--otlp-endpoint: expected a URL starting with http://"):
+        demo_config(DemoOptions(exporter="otlp", otlp_endpoint="collector:4317"), environ={})
 
 
 def test_demo_ignores_otel_environment_without_exporter() -> None:
