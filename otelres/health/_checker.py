@@ -67,7 +67,9 @@ class _State:
     running: set[object] = field(default_factory=set)
     """Tokens of the sync runs whose worker thread is busy."""
     abandoned: dict[object, float] = field(default_factory=dict)
-    """Sync runs that outlived their timeout and still hold a thread -> when they started."""
+    """Runs that outlived their timeout and are still going -> when they started."""
+    flights: dict[asyncio.AbstractEventLoop, asyncio.Future[HealthResult]] = field(default_factory=dict)
+    """The run in progress on each event loop, which simultaneous runs join."""
 
 
 class HealthChecker:
@@ -92,7 +94,8 @@ class HealthChecker:
     * all selected checks run at once; each is cut at *timeout* seconds (a check's own
       ``timeout`` wins) and becomes RED "timed out after N s" without delaying the others.
       Sync checks run in a worker thread; one still stuck from an earlier run is reported
-      RED again instead of starting another thread;
+      RED again instead of starting another thread. Runs of a check started while one is
+      in progress on the same loop (simultaneous probes) share its outcome;
     * a check that raises is RED with the error; the checker itself never raises for it;
     * results are cached for *cache_ttl* seconds when GREEN and *cache_ttl_failing*
       seconds when YELLOW or RED (0 disables each);
@@ -299,18 +302,47 @@ class HealthChecker:
 
     # ------------------------------------------------------------------ internals
     async def _run_one(self, check: HealthCheck, timeout: float | None, use_cache: bool) -> HealthResult:
-        """One check: a fresh enough cached result, else a run settled into the reported one."""
+        """One check: a fresh enough cached result, the outcome of a run of it already in
+        progress on this loop, else a run of its own settled into the reported result.
+
+        Sharing the run in progress is what keeps simultaneous probes (liveness, readiness,
+        the scheduled runner) from each calling the exchange.
+        """
         name = check.name
-        with self._lock:
-            state = self._states.get(name)
-            if state is None:  # removed meanwhile
-                state = _State(deque(maxlen=self.history_size))
-            if use_cache and state.reported is not None and self._clock() < state.cached_until:
-                return state.reported
-        limit = check.timeout if check.timeout is not None else timeout or self.timeout
-        raw = await self._execute(check, state, limit)
-        self._record_duration(raw)
-        return self._settle(state, raw)
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._lock:
+                state = self._states.get(name)
+                if state is None:  # removed meanwhile
+                    state = _State(deque(maxlen=self.history_size))
+                if use_cache and state.reported is not None and self._clock() < state.cached_until:
+                    return state.reported
+                flight = state.flights.get(loop)
+                if flight is None:
+                    flight = state.flights[loop] = loop.create_future()
+                    break
+            try:
+                return await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                cancelling = getattr(asyncio.current_task(), "cancelling", None)  # 3.11+
+                if not flight.cancelled() or (cancelling is not None and cancelling()):
+                    raise
+                # The run we joined was cancelled, not us: run the check ourselves.
+        try:
+            limit = check.timeout if check.timeout is not None else timeout or self.timeout
+            raw = await self._execute(check, state, limit)
+            self._record_duration(raw)
+            result = self._settle(state, raw)
+        except BaseException:
+            flight.cancel()
+            raise
+        else:
+            flight.set_result(result)
+            return result
+        finally:
+            with self._lock:
+                if state.flights.get(loop) is flight:
+                    del state.flights[loop]
 
     async def _execute(self, check: HealthCheck, state: _State, limit: float) -> HealthResult:
         """Run *check* once within *limit* seconds and turn whatever happens into a raw result.

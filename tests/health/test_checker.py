@@ -391,3 +391,45 @@ def test_invalid_arguments_are_refused() -> None:
         checker.add_check(_fixed("a", HealthStatus.RED))
     with pytest.raises(ValueError, match="reserved"):
         _fixed("overall", HealthStatus.GREEN)
+
+
+async def test_simultaneous_runs_share_the_run_in_progress() -> None:
+    """Five runs of one check started together (probes plus the runner) call it once and all
+    get its result."""
+    calls: list[int] = []
+
+    @health_check("exchange_api", register=False)
+    async def exchange_api() -> HealthResult:
+        calls.append(1)
+        await asyncio.sleep(0.1)
+        return HealthResult.yellow("slow")
+
+    checker = HealthChecker([exchange_api], config=_config())
+    reports = await asyncio.gather(*(checker.run() for _ in range(5)))
+    assert len(calls) == 1
+    assert [r.results["exchange_api"].message for r in reports] == ["slow"] * 5
+    await checker.run()
+    assert len(calls) == 2
+
+
+async def test_a_run_joined_by_others_can_be_cancelled_alone() -> None:
+    """Cancelling the run that started a check leaves the runs that joined it to finish the
+    check themselves."""
+    calls: list[int] = []
+
+    @health_check("db", register=False)
+    async def db() -> HealthStatus:
+        calls.append(1)
+        await asyncio.sleep(0.1)
+        return HealthStatus.GREEN
+
+    checker = HealthChecker([db], config=_config())
+    first = asyncio.ensure_future(checker.run())
+    await asyncio.sleep(0.02)
+    second = asyncio.ensure_future(checker.run())
+    await asyncio.sleep(0.02)
+    first.cancel()
+    report = await second
+    assert report.results["db"].status is HealthStatus.GREEN
+    assert len(calls) == 2
+    assert first.cancelled()
