@@ -874,8 +874,9 @@ def _matcher(arg: str, name: str, spec: ExceptionFilter) -> Callable[[BaseExcept
 
 
 # ---------------------------------------------------------------------- the registry
-_registry: dict[str, tuple[CircuitBreaker, dict[str, Any]]] = {}
+_registry: dict[str, tuple[CircuitBreaker, dict[str, Any], tuple[BreakerSettings, bool]]] = {}
 _registry_lock = threading.Lock()
+_stale_warned: dict[str, tuple[BreakerSettings, bool]] = {}
 
 
 def get_breaker(name: str, **overrides: Any) -> CircuitBreaker:
@@ -885,14 +886,20 @@ def get_breaker(name: str, **overrides: Any) -> CircuitBreaker:
     *overrides* (any :class:`CircuitBreaker` keyword argument) winning. Later calls return
     the same breaker; passing an override that differs from the one it was created with
     raises ``ValueError`` rather than silently ignoring it.
+
+    The configuration is read once, when the breaker is created: functions decorated with
+    it hold it, and its state must not split in two. If the current configuration later
+    says something else for *name* (``otelres.configure()`` after import), the breaker
+    keeps its settings and a warning says so, once per change: configure before the
+    first guarded module is imported.
     """
     with _registry_lock:
         entry = _registry.get(name)
         if entry is None:
             breaker = CircuitBreaker(name, **overrides)
-            _registry[name] = (breaker, dict(overrides))
+            _registry[name] = (breaker, dict(overrides), _configured(name))
             return breaker
-    breaker, created_with = entry
+    breaker, created_with, configured = entry
     for key, value in overrides.items():
         if key not in created_with or created_with[key] != value:
             before = created_with.get(key, "<from config>")
@@ -900,6 +907,15 @@ def get_breaker(name: str, **overrides: Any) -> CircuitBreaker:
                 f"get_breaker({name!r}): {key}={value!r} conflicts with the existing breaker "
                 f"(created with {key}={before!r}); use one setting per name"
             )
+    now = _configured(name)
+    if now != configured and _stale_warned.get(name) != now:
+        _stale_warned[name] = now
+        _log.warning(
+            "otelres: circuit breaker %r keeps the settings it was created with; the current "
+            "configuration differs for it (configure otelres before guarded modules are "
+            "imported to apply it)",
+            name,
+        )
     return breaker
 
 
@@ -913,6 +929,7 @@ def _clear_registry() -> None:
     """Forget every registered breaker (for tests)."""
     with _registry_lock:
         _registry.clear()
+        _stale_warned.clear()
 
 
 @overload

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -450,3 +451,20 @@ def test_sync_bulkhead_slot_is_held_across_retries() -> None:
     assert results == ["ok"]
     assert pol.bulkhead is not None
     assert pol.bulkhead.in_flight == 0
+
+
+def test_breaker_settings_changed_by_a_later_configuration_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A breaker keeps its settings when the configuration changes, and a warning says so once."""
+    config.set_current(config.config_from_dict({"resilience": {"circuit_breaker": {"kraken": {"threshold": 5}}}}))
+    first = policy("kraken")
+    config.set_current(config.config_from_dict({"resilience": {"circuit_breaker": {"kraken": {"threshold": 2}}}}))
+    with caplog.at_level(logging.WARNING, logger="otelres"):
+        second = policy("kraken")
+        policy("kraken")
+    assert second.breaker is first.breaker
+    assert second.breaker is not None
+    assert second.breaker.failure_threshold == 5
+    warnings = [r for r in caplog.records if "keeps the settings it was created with" in r.message]
+    assert len(warnings) == 1
