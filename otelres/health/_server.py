@@ -294,7 +294,8 @@ class HealthServer:
         known = [c for c in self.checker.checks if tags is None or set(tags) & c.tags]
         notes: list[str] = []
         if single:
-            if single not in {c.name for c in self.checker.checks}:
+            # As in Kubernetes, /livez/<name> exists only for the checks /livez runs.
+            if single not in {c.name for c in known}:
                 return HTTPResponse.text(f"{kind}: no check named {single!r}\n", 404)
             chosen = [single]
         else:

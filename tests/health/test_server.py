@@ -120,6 +120,12 @@ def test_single_check_endpoints(server: HealthServer, switch: Switchable) -> Non
     assert _get(server.url + "/readyz/nope")[0] == 404
 
 
+def test_livez_names_only_liveness_checks(server: HealthServer) -> None:
+    """/livez/<name> answers for a liveness check and is 404 for a check /livez does not run."""
+    assert _get(server.url + "/livez/heart")[::2] == (200, "[+]heart ok\n")
+    assert _get(server.url + "/livez/db")[::2] == (404, "livez: no check named 'db'\n")
+
+
 def test_health_serves_the_json_report(server: HealthServer, switch: Switchable) -> None:
     """/health is the JSON report (503 when RED), filterable by ?check= and ?tag=."""
     status, content_type, body = _get(server.url + "/health")
