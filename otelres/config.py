@@ -254,7 +254,10 @@ class AlertRuleSettings:
     instrument: str = ""
     comparison: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
     threshold: float = 0.0
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_map)
+    """Attribute filter: ``{exchange = "kraken"}`` or ``{exchange = ["kraken", "binance"]}``."""
+    exclude: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_map)
+    """Series whose attribute has one of these values never alert."""
     for_seconds: float = field(default=0.0, metadata=_check(ge=0))
     window_seconds: float | None = field(default=None, metadata=_check(gt=0))
     statistic: Literal["value", "count", "sum", "mean", "min", "max"] = "value"

@@ -98,7 +98,8 @@ def _rules(settings: AlertSettings, where: str, problems: list[str]) -> list[Ale
                 spec.instrument,
                 spec.comparison,
                 spec.threshold,
-                attributes=dict(spec.attributes),
+                attributes=_filter(spec.attributes),
+                exclude=_filter(spec.exclude),
                 for_seconds=spec.for_seconds,
                 window_seconds=spec.window_seconds,
                 statistic=spec.statistic,
@@ -179,3 +180,8 @@ def _handlers(
                 )
             )
     return handlers
+
+
+def _filter(values: Mapping[str, tuple[str, ...]]) -> dict[str, str | tuple[str, ...]]:
+    """A config filter as AlertRule takes it: one value as itself, several as a tuple."""
+    return {key: options[0] if len(options) == 1 else options for key, options in values.items()}

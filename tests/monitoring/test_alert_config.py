@@ -80,6 +80,19 @@ def test_configured_rule_fires(tmp_path: Path) -> None:
     provider.shutdown()
 
 
+def test_rule_filters_take_one_value_or_a_list(tmp_path: Path) -> None:
+    """attributes and exclude in [[monitoring.alerts.rules]] accept a value or a list of values."""
+    config = _config(
+        tmp_path,
+        '[[monitoring.alerts.rules]]\nname = "rejects"\ninstrument = "bot.orders.rejected"\n'
+        'attributes = { exchange = ["kraken", "binance"] }\nexclude = { market = "test" }\n',
+    )
+    (rule,) = AlertManager.from_config(config, environ={}).rules  # type: ignore[arg-type]
+    assert rule.matches({"exchange": "binance", "market": "spot"})
+    assert not rule.matches({"exchange": "coinbase", "market": "spot"})
+    assert not rule.matches({"exchange": "kraken", "market": "test"})
+
+
 def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
     """Unset variables, a missing SMTP host and a refused rule are reported at once, by key."""
     text = """
