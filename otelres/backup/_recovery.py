@@ -31,7 +31,12 @@ from otelres.backup._errors import BackupCorruptError, BackupError, RestoreRefus
 from otelres.backup._manager import BackupManager, VerifyReport
 from otelres.backup._manifest import restore_path
 from otelres.backup._reader import EntryDamaged
-from otelres.backup._storage import LocalDirectoryStorage, fsync_dir, write_new_file
+from otelres.backup._storage import (
+    LocalDirectoryStorage,
+    fsync_dir,
+    pid_alive,
+    write_new_file,
+)
 
 if TYPE_CHECKING:
     from otelres.backup._manifest import BackupInfo, Manifest
@@ -208,7 +213,8 @@ class RecoveryManager:
         """Write every entry into a staging directory beside *target*, then publish it whole."""
         self._check_target(target, overwrite)
         parent = target.parent
-        staging = parent / f".{target.name}.restore-{secrets.token_hex(4)}"
+        _sweep_dead_staging(target)
+        staging = parent / f".{target.name}.restore-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             parent.mkdir(parents=True, exist_ok=True)
             os.mkdir(staging, 0o700)
@@ -240,6 +246,20 @@ class RecoveryManager:
             raise RestoreRefusedError(f"entry {record.name!r} would leave the target; refused")
         destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_new_file(destination, self.manager.read_entry(backup_id, record))
+
+
+def _sweep_dead_staging(target: Path) -> None:
+    """Remove staging directories of earlier restores to *target* whose process died
+    (``.<name>.restore-<pid>-<hex>``): a restore killed half-way leaves only those."""
+    prefix = f".{target.name}.restore-"
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        pid_text, _, _ = name[len(prefix) :].partition("-")
+        if name.startswith(prefix) and pid_text.isdigit() and not pid_alive(int(pid_text)):
+            shutil.rmtree(target.parent / name, ignore_errors=True)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "StagedBackup",
     "UnsafeEntryError",
     "fsync_dir",
+    "pid_alive",
     "write_new_file",
 ]
 
@@ -170,7 +171,7 @@ def write_new_file(path: Path, chunks: Iterable[bytes]) -> int:
     return written
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process *pid* exists on this host (a writer that may still commit)."""
     if pid <= 0:
         return False
@@ -286,7 +287,7 @@ class LocalDirectoryStorage:
             except FileNotFoundError:
                 continue  # committed or aborted meanwhile
             pid = int(pid_text) if pid_text.isdigit() else -1
-            found.append(PendingWrite(name, backup_id, now - mtime, _pid_alive(pid)))
+            found.append(PendingWrite(name, backup_id, now - mtime, pid_alive(pid)))
         return found
 
     def _sweep_deleted(self) -> None:
@@ -300,7 +301,7 @@ class LocalDirectoryStorage:
             if not name.startswith(_DEL_PREFIX):
                 continue
             _, _, pid_text = name.rpartition("-")
-            if not (pid_text.isdigit() and _pid_alive(int(pid_text))):
+            if not (pid_text.isdigit() and pid_alive(int(pid_text))):
                 shutil.rmtree(self.root / name, ignore_errors=True)
 
     def _backup_dir(self, backup_id: str) -> Path:

@@ -608,3 +608,19 @@ def test_restore_and_load_read_each_entry_once(
     opened.clear()
     manager.load_backup(full_backup)
     assert {opened[e.path] for e in entries} == {1}
+
+
+def test_a_restore_cleans_up_after_one_that_was_killed(
+    manager: BackupManager, tmp_path: Path
+) -> None:
+    """Staging left beside the target by a restore whose process died is removed by the next restore there; a live one's is left alone."""
+    backup_id = manager.create_backup(STATE)
+    dead = tmp_path / ".out.restore-999999999-abcd1234"
+    live = tmp_path / f".out.restore-{os.getpid()}-abcd1234"
+    for leftover in (dead, live):
+        leftover.mkdir()
+        (leftover / "portfolio.json").write_text("{half")
+    RecoveryManager(manager).restore(backup_id, tmp_path / "out")
+    assert not dead.exists()
+    assert live.exists()
+    assert sorted(os.listdir(tmp_path / "out")) == ["orders.json", "portfolio.json", "risk.json"]
