@@ -282,10 +282,12 @@ class RedisConnection:
         loop = asyncio.get_running_loop()
         entry = self._async_clients.get(loop)
         if entry is None:
-            for old in [old for old in self._async_clients if old.is_closed()]:
-                # Closed without finalizing async generators (a bare loop.close()): the
-                # sockets are freed when the garbage collector takes the client.
-                del self._async_clients[old]
+            # list(): a snapshot, since threads running loops of their own add entries too.
+            for old in list(self._async_clients):
+                if old.is_closed():
+                    # Closed without finalizing async generators (a bare loop.close()):
+                    # the sockets are freed when the garbage collector takes the client.
+                    self._async_clients.pop(old, None)
             client = self._async_factory() if self._async_factory else self._make_async_client()
             entry = self._async_clients[loop] = _LoopClient(client, loop, self._async_clients)
         return entry
