@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -171,4 +172,32 @@ def test_event_loops_that_end_leave_no_redis_connections_behind(
     for _ in range(20):
         assert asyncio.run(take()) == 0.0
     assert clients() == before
+    admin.close()
+
+
+def test_threads_running_loops_of_their_own_share_the_connection_safely(
+    conn: RedisConnection, redis_server: RedisServer
+) -> None:
+    """Four threads, each running ten event loops in turn, all acquire and leave no client socket open."""
+    bucket = RedisTokenBucket("loop-threads", conn, rate=1000, capacity=1000)
+    admin = redis.Redis.from_url(redis_server.url)
+    before = len(admin.client_list())
+    waits: list[float] = []
+    errors: list[BaseException] = []
+
+    def run_loops() -> None:
+        try:
+            for _ in range(10):
+                waits.append(asyncio.run(bucket.try_acquire_async(1)))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run_loops) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert waits == [0.0] * 40
+    assert len(admin.client_list()) == before
     admin.close()
