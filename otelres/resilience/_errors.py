@@ -23,6 +23,11 @@ class ResilienceError(Exception):
         self.name = name
 
 
+BreakerRejection = pybreaker.CircuitBreakerError
+"""Any breaker's refusal: otelres' :class:`CircuitBreakerOpenError` and pybreaker's own
+``CircuitBreakerError`` (from breakers users keep, see ``instrument_pybreaker``)."""
+
+
 class CircuitBreakerOpenError(pybreaker.CircuitBreakerError, ResilienceError):
     """Raised instead of calling the function while breaker ``name`` rejects calls.
 

@@ -13,7 +13,8 @@ What it promises:
 
 * the last exception is re-raised unchanged (never wrapped); ``KeyboardInterrupt``,
   ``SystemExit`` and ``asyncio.CancelledError`` are never retried;
-* a breaker rejection (:class:`CircuitBreakerOpenError`) is never retried: the breaker
+* a breaker rejection (:class:`CircuitBreakerOpenError`, or pybreaker's own
+  ``CircuitBreakerError`` from a breaker you kept) is never retried: the breaker
   just said the service is down, and hammering it defeats the breaker;
 * a delay the server asked for (Retry-After) is honoured through ``retry_after=``;
 * a non-idempotent operation (``idempotent=False``) is retried only when ``retry_safe``
@@ -40,7 +41,7 @@ from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate, direct, direct_async
 from otelres.resilience._checks import Checker
-from otelres.resilience._errors import CircuitBreakerOpenError, RateLimitExceededError
+from otelres.resilience._errors import BreakerRejection, RateLimitExceededError
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -198,8 +199,9 @@ class Retry:
     ``max_attempts``
         Attempts in total, the first included (1 disables retrying).
     ``retry_on``
-        Exception classes to retry (a class or a tuple), or a predicate receiving the
-        exception. Default ``(Exception,)``. :class:`CircuitBreakerOpenError` is never
+        Exception classes to retry (a class, a tuple or a list), or a predicate receiving
+        the exception. Default ``(Exception,)``. A breaker rejection
+        (:class:`CircuitBreakerOpenError`, ``pybreaker.CircuitBreakerError``) is never
         retried whatever this says.
     ``retry_if_result``
         A predicate on the returned value: True means "this result is a failure, try
@@ -684,7 +686,7 @@ class Retry:
 
     def _wants(self, exc: BaseException) -> bool:
         """Whether ``retry_on`` covers *exc*; a breaker rejection never is."""
-        if isinstance(exc, CircuitBreakerOpenError):
+        if isinstance(exc, BreakerRejection):
             return False
         if self._retry_classes is not None:
             return isinstance(exc, self._retry_classes)

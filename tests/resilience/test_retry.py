@@ -585,3 +585,20 @@ def test_testing_module_exports_no_backoff() -> None:
     from otelres.resilience import no_backoff as resilience_no_backoff
 
     assert testing.no_backoff is resilience_no_backoff
+
+
+def test_pybreaker_rejection_is_never_retried(clock: FakeClock, call: Call) -> None:
+    """A pybreaker breaker kept by a migrating user is respected too: its rejection is not retried."""
+    import pybreaker
+
+    legacy = pybreaker.CircuitBreaker(fail_max=1, name="legacy-retry")
+    legacy.open()
+    fn = Script()
+
+    def through_legacy() -> Any:
+        return legacy.call(fn)
+
+    with pytest.raises(pybreaker.CircuitBreakerError):
+        call(make(clock, max_attempts=5), through_legacy)
+    assert fn.calls == 0
+    assert clock.slept == []
