@@ -139,6 +139,16 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     executor's threads: a check that ignores cancellation, or hangs in
     ``asyncio.to_thread``, would keep it (and the process) from ever finishing.
     """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        coro.close()
+        raise RuntimeError(
+            "cannot run health checks synchronously inside a running event loop; await them "
+            "instead (await checker.run() / await checker.run_all_checks())"
+        )
     loop = new_loop()
     try:
         return loop.run_until_complete(coro)

@@ -145,3 +145,11 @@ async def test_in_daemon_thread_carries_base_exceptions_as_exceptions() -> None:
 
     with pytest.raises(Exception, match="Boom: stop"):
         await in_daemon_thread(abort)
+
+
+async def test_run_sync_inside_a_running_loop_says_to_await() -> None:
+    """run_sync() called from async code raises a RuntimeError saying to await run() instead,
+    leaving no un-awaited coroutine behind."""
+    checker = HealthChecker([lambda: HealthStatus.GREEN], config=Config())
+    with pytest.raises(RuntimeError, match=r"await checker\.run\(\)"):
+        checker.run_sync()
