@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -144,8 +145,17 @@ class JsonLogFormatter(JsonFormatter):
         self._encode = json.JSONEncoder(ensure_ascii=json_ensure_ascii, default=safe_str).encode
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
-        """Serialize *log_data* (already JSON-safe) with the formatter's encoder."""
-        return self._encode(log_data)
+        """Serialize *log_data* (already JSON-safe) with the formatter's encoder.
+
+        The encoder escapes every character below U+0020 (so a message can never break the
+        line); NEL (U+0085), U+2028 and U+2029, which it leaves as they are, are escaped
+        too, since ``str.splitlines()`` and many editors end a line there.
+        """
+        line = self._encode(log_data)
+        if "\u2028" in line or "\u2029" in line or "\x85" in line:
+            for char in "\x85\u2028\u2029":
+                line = line.replace(char, f"\\u{ord(char):04x}")
+        return line
 
     def format(self, record: logging.LogRecord) -> str:
         """The JSON line for *record* (see the class docs for its fields)."""
@@ -215,15 +225,15 @@ class TextLogFormatter(logging.Formatter):
             parts = [
                 self._clock(record.created, record.msecs),
                 f"{record.levelname:<8}",
-                f"{record.name}:",
-                message_of(record, redactor),
+                f"{_one_line(record.name)}:",
+                _one_line(message_of(record, redactor)),
             ]
             context: dict[str, Any] = {}
             if self.service_name is not None:
                 context["service.name"] = self.service_name
             self._trace_fields(context)
             for key, value in (*extra_fields(record, redactor).items(), *context.items()):
-                parts.append(f"{key}={_text_value(value)}")
+                parts.append(f"{_one_line(key)}={_text_value(value)}")
             line = " ".join(parts)
             if record.exc_info:
                 line += "\n" + redactor.text(self.formatException(record.exc_info))
@@ -237,11 +247,36 @@ class TextLogFormatter(logging.Formatter):
             return f"{failure['level']} {failure['logger']}: {failure['message']}"
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Characters that could end a text line or drive a terminal: C0/C1 controls, DEL, and the
+Unicode line and paragraph separators (``str.splitlines`` and editors break lines there)."""
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _one_line(text: str) -> str:
+    """*text* with control characters written as escapes (``\\n``, ``\\r``, ``\\x1b``, ...).
+
+    A message or field value can then never start a line of its own (a forged record that
+    a log shipper would take for real) nor send escape sequences to a terminal.
+    """
+    return _CONTROL.sub(_escape_control, text) if _CONTROL.search(text) is not None else text
+
+
 def _text_value(value: Any) -> str:
-    """A field value for a text line: quoted (with escapes) when it holds spaces or quotes."""
+    """A field value for a text line: quoted, with escapes, when it holds spaces, quotes
+    or control characters; never more than one line."""
     text = value if isinstance(value, str) else safe_str(value)
-    if not text or any(c.isspace() for c in text) or '"' in text:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if not text or any(c.isspace() for c in text) or '"' in text or _CONTROL.search(text) is not None:
+        return '"' + _one_line(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return text
 
 
