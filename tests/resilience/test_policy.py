@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -468,3 +469,46 @@ def test_breaker_settings_changed_by_a_later_configuration_are_reported(
     assert second.breaker.failure_threshold == 5
     warnings = [r for r in caplog.records if "keeps the settings it was created with" in r.message]
     assert len(warnings) == 1
+
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
+
+
+async def test_policies_from_the_shipped_config_file() -> None:
+    """The example config.toml builds working policies: every section of it reaches its guard."""
+    loaded = config.load_config(EXAMPLE_CONFIG)
+    config.set_current(loaded)
+    resilience = loaded.resilience
+    kraken = policy("kraken")
+    assert None not in (kraken.breaker, kraken.retry, kraken.limiter, kraken.timeout, kraken.bulkhead)
+    assert kraken.breaker is not None
+    assert kraken.breaker.failure_threshold == resilience.breaker("kraken").threshold
+    assert kraken.breaker.reset_timeout == resilience.breaker("kraken").timeout_seconds
+    assert kraken.retry is not None
+    assert kraken.retry.max_attempts == resilience.retry_for("kraken").max_attempts
+    assert kraken.limiter is not None
+    assert kraken.limiter.rate == resilience.rate_limit("kraken")
+    assert kraken.timeout is not None
+    assert kraken.timeout.seconds == resilience.timeout("kraken")
+    assert kraken.bulkhead is not None
+    assert kraken.bulkhead.max_concurrent == resilience.bulkheads["kraken"].max_concurrent
+
+    async def ticker() -> str:
+        return "BTC/USD 64000"
+
+    assert await kraken.call_async(ticker) == "BTC/USD 64000"
+    binance = policy("binance").replace(retry=None)
+    settings = resilience.breaker("binance")
+    assert binance.breaker is not None
+    assert binance.breaker.half_open_max_calls == settings.half_open_max_calls
+
+    def down() -> None:
+        raise ConnectionError("binance down")
+
+    for _ in range(settings.threshold):
+        with pytest.raises(ConnectionError):
+            binance.call(down)
+    assert binance.breaker.state.value == "open"
+    state = binance.breaker.get_state()
+    assert state["metrics"]["failure_calls"] == settings.threshold
+    assert set(state) >= {"name", "state", "metrics"}
