@@ -87,6 +87,7 @@ class Fallback:
     """
 
     __slots__ = (
+        "__weakref__",
         "_cache",
         "_chain_keepers",
         "_clock",

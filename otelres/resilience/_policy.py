@@ -101,6 +101,7 @@ class Policy:
     """
 
     __slots__ = (
+        "__weakref__",
         "_invoke",
         "_invoke_async",
         "_mode",
