@@ -139,6 +139,7 @@ class Policy:
             timeout=timeout,
             bulkhead=bulkhead,
         )
+        cost = Checker("Policy", name).positive("cost", cost)
         if limiter is not None and not 0 < cost <= limiter.capacity:
             raise ValueError(
                 f"Policy {name!r}: cost must be > 0 and <= the limiter's capacity "

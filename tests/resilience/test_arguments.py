@@ -47,6 +47,7 @@ BAD: list[tuple[Callable[..., Any], dict[str, Any], str]] = [
     (Fallback, {"value": 0, "then": "other"}, r"then= must be another Fallback"),
     (Policy, {"breaker": Retry("g")}, r"Policy\('g'\): breaker= must be a CircuitBreaker"),
     (Policy, {"retry": CircuitBreaker("g")}, r"retry= must be a Retry"),
+    (Policy, {"cost": "1"}, r"Policy\('g'\): cost must be a number > 0"),
 ]
 
 
