@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -279,59 +279,67 @@ def test_watch_repeats_until_interrupted(project: Callable[..., Path], tmp_path:
     assert status == 2
 
 
+@pytest.fixture(name="serve_command")
+def _serve_command(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], int, str]]]:
+    """Start `otelres serve` in the project directory on a free port: (process, port, first
+    stderr line). Every process started is killed at the end of the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int, str]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "otelres", "serve", "--port", str(port)], cwd=tmp_path,
+            env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        started.append(proc)
+        assert proc.stderr is not None
+        return proc, port, proc.stderr.readline()
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_serve_command_answers_probes(project: Callable[..., Path], tmp_path: Path, stop: signal.Signals) -> None:
+def test_serve_command_answers_probes(
+    project: Callable[..., Path], serve_command: Callable[..., tuple[subprocess.Popen[str], int, str]],
+    stop: signal.Signals,
+) -> None:
     """`otelres serve` serves /readyz and the status page on the configured port and exits 0
     on Ctrl-C and on SIGTERM (how Kubernetes stops a pod)."""
     project("green")
-    env = _env()
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otelres", "serve", "--port", str(port)], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        assert "serving health probes on http://127.0.0.1:" in proc.stderr.readline()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz?verbose", timeout=10) as response:
-            body = response.read().decode()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as response:
-            status_page = json.loads(response.read())
-        proc.send_signal(stop)
-        status = proc.wait(timeout=10)
-    finally:
-        proc.kill()
-        proc.wait()
+    proc, port, first = serve_command()
+    assert "serving health probes on http://127.0.0.1:" in first
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz?verbose", timeout=10) as response:
+        body = response.read().decode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as response:
+        status_page = json.loads(response.read())
+    proc.send_signal(stop)
+    status = proc.wait(timeout=10)
     assert "[+]green ok" in body
     assert [c["name"] for c in status_page["health"]["checks"]] == ["green"]  # the status page at /
     assert status == 0
 
 
-def test_serve_sets_up_configured_exporters_and_serves_metrics(project: Callable[..., Path], tmp_path: Path) -> None:
+def test_serve_sets_up_configured_exporters_and_serves_metrics(
+    project: Callable[..., Path], serve_command: Callable[..., tuple[subprocess.Popen[str], int, str]]
+) -> None:
     """With [telemetry] metrics_exporter = ["prometheus"], `otelres serve` exports the health gauges on /metrics."""
     config = project("green", "yellow")
     config.write_text(
         config.read_text() + f'\n[telemetry]\nmetrics_exporter = ["prometheus"]\nprometheus_port = {free_port()}\n'
     )
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otelres", "serve", "--port", str(port)], cwd=tmp_path, env=_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        assert "/metrics" in proc.stderr.readline()
-        body = ""
-        deadline = time.monotonic() + 10
-        while 'health_check_name="overall"' not in body and time.monotonic() < deadline:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-                body = response.read().decode()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        status = proc.wait(timeout=10)
-    finally:
-        proc.kill()
-        proc.wait()
+    proc, port, first = serve_command()
+    assert "/metrics" in first
+    body = ""
+    deadline = time.monotonic() + 10
+    while 'health_check_name="overall"' not in body and time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            body = response.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    status = proc.wait(timeout=10)
     assert re.search(r'otelres_health_status\{health_check_name="yellow"[^}]*\} 1\.0', body)
     assert re.search(r'otelres_health_status\{health_check_name="overall"[^}]*\} 1\.0', body)
     assert status == 0
@@ -366,30 +374,23 @@ def test_the_command_exits_promptly_past_hung_checks(project: Callable[..., Path
     assert "Task was destroyed" not in done.stderr
 
 
-def test_serve_runs_scheduled_checks_and_probes_on_one_loop(project: Callable[..., Path], tmp_path: Path) -> None:
+def test_serve_runs_scheduled_checks_and_probes_on_one_loop(
+    project: Callable[..., Path], tmp_path: Path,
+    serve_command: Callable[..., tuple[subprocess.Popen[str], int, str]],
+) -> None:
     """`otelres serve` runs the scheduled checks and the probes' checks on the same event loop,
     so an async check can keep loop-bound clients between runs."""
     project("loopy")
     loops = tmp_path / "loops.txt"
-    env = {**_env(), "LOOPS_FILE": str(loops)}
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otelres", "serve", "--port", str(port)], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        assert "serving health probes" in proc.stderr.readline()
-        deadline = time.monotonic() + 10
-        while not (loops.exists() and loops.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
-            assert response.status == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        proc.kill()
-        proc.wait()
+    proc, port, first = serve_command({**_env(), "LOOPS_FILE": str(loops)})
+    assert "serving health probes" in first
+    deadline = time.monotonic() + 10
+    while not (loops.exists() and loops.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+        assert response.status == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
     seen = loops.read_text().split()
     assert len(seen) >= 2
     assert len(set(seen)) == 1
