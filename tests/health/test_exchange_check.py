@@ -115,3 +115,12 @@ async def test_a_hanging_exchange_is_named_while_the_others_report(exchange: Exc
 async def test_the_probe_timeout_defaults_below_the_check_timeout() -> None:
     """Without probe_timeout each exchange gets 90 % of the check's own timeout."""
     assert ExchangeCheck("kraken", timeout=2.0)._probe_limit() == pytest.approx(1.8)
+
+
+def test_a_client_built_from_an_id_times_out_with_the_probe() -> None:
+    """A ccxt client the check builds from an exchange id gets the probe deadline as its request
+    timeout, unless the options set one."""
+    check = ExchangeCheck(["kraken", "binance"], probe_timeout=1.5, options={})
+    assert check._client(0).timeout == 1500
+    explicit = ExchangeCheck("kraken", probe_timeout=1.5, options={"timeout": 700})
+    assert explicit._client(0).timeout == 700

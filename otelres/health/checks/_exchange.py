@@ -26,8 +26,8 @@ class ExchangeCheck(HealthCheck):
     ``ccxt.async_support.kraken(...)``) or exchange ids such as ``"kraken"``, for which a
     sync client is created on first use with *options* (ccxt constructor options, e.g.
     ``{"urls": {"api": {"public": "http://127.0.0.1:8000"}}}``; ccxt's client-side rate
-    limiting is off unless the options turn it on). ccxt is imported only then, so the
-    check costs nothing when unused.
+    limiting is off and its request timeout is the probe's deadline unless the options say
+    otherwise). ccxt is imported only then, so the check costs nothing when unused.
 
     Each exchange is asked ``fetch_status()`` when it supports it, else ``fetch_time()``,
     all at once. Per exchange: a status other than ``ok`` (``maintenance``, ``shutdown``,
@@ -157,8 +157,9 @@ class ExchangeCheck(HealthCheck):
                 # One request per run: ccxt's throttle would only add its own wait (a
                 # second of Kraken's rateLimit) to the latency this check measures.
                 options.setdefault("enableRateLimit", False)
-                if self.timeout is not None:
-                    options.setdefault("timeout", int(self.timeout * 1000))
+                # ccxt's own request timeout (ms) at the probe's deadline, so a request the
+                # probe gave up on does not keep a thread busy for ccxt's default 10 s.
+                options.setdefault("timeout", max(1, int(self._probe_limit() * 1000)))
                 exchange = factory(options)
                 self.exchanges[index] = exchange
             return exchange
