@@ -33,7 +33,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
-from otelres.resilience._calls import decorate
+from otelres.resilience._calls import decorate, refuse_coroutine
 from otelres.resilience._checks import Checker
 from otelres.resilience._errors import BulkheadFullError
 
@@ -168,7 +168,9 @@ class Bulkhead:
         """Run ``fn(*args, **kwargs)`` in a slot, waiting in the queue if allowed."""
         self.acquire()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            refuse_coroutine(result, fn, self)
+            return result
         finally:
             self.release()
 

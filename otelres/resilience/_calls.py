@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["check_decoratable", "decorate", "direct", "direct_async", "is_async"]
+__all__ = [
+    "check_decoratable",
+    "decorate",
+    "direct",
+    "direct_async",
+    "is_async",
+    "refuse_coroutine",
+]
 
 
 def direct(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -52,6 +60,22 @@ def check_decoratable(fn: object, guard: object) -> None:
         )
     if not callable(fn):
         raise TypeError(f"{_describe(guard)} can only decorate a function, got {fn!r}")
+
+
+def refuse_coroutine(result: object, fn: Callable[..., Any], guard: object) -> None:
+    """Raise a ``TypeError`` when *result*, what a sync ``call`` got from *fn*, is a coroutine.
+
+    ``guard.call(async_fn)`` only creates the coroutine: nothing would be guarded while it
+    runs later. The coroutine is closed (no "never awaited" warning) and the error says to
+    use ``call_async``. One type check, so cheap enough for every call.
+    """
+    if type(result) is types.CoroutineType:
+        result.close()
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise TypeError(
+            f"{_describe(guard)}.call() got a coroutine from {name}: use "
+            "await .call_async() (or decorate the async function) to guard it"
+        )
 
 
 def _describe(guard: object) -> str:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
-from otelres.resilience._calls import decorate, direct, direct_async
+from otelres.resilience._calls import decorate, direct, direct_async, refuse_coroutine
 from otelres.resilience._checks import Checker
 
 if TYPE_CHECKING:
@@ -172,7 +172,10 @@ class Fallback:
         return decorate(fn, self.call, self.call_async)
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)``, or the chain's fallback answer if it raises."""
+        """``fn(*args, **kwargs)``, or the chain's fallback answer if it raises.
+
+        A coroutine function needs :meth:`call_async`: ``call`` raises ``TypeError`` for it.
+        """
         return cast(T, self._run(direct, fn, args, kwargs))
 
     async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
@@ -202,6 +205,7 @@ class Fallback:
             tel.INSIDE_GUARD.reset(inside)
         if failure is not None:
             return self._answer(failure, fn, args, kwargs)
+        refuse_coroutine(result, fn, self)  # outside the try: a fallback must not answer it
         if self._chain_keepers:
             self._remember(fn, args, kwargs, result)
         return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -122,3 +123,19 @@ def test_breaker_on_async_staticmethod_counts_failures() -> None:
         asyncio.run(Client.fetch())
     assert breaker.get_state()["metrics"]["failure_calls"] == 1
     assert breaker.state.value == "open"
+
+
+@pytest.mark.parametrize("kind", ["bulkhead", "fallback", "timeout"])
+def test_sync_call_of_a_coroutine_function_is_refused(kind: str) -> None:
+    """call(async_fn) raises a TypeError pointing to call_async instead of guarding nothing."""
+    guard = GUARDS[kind]()
+
+    async def fetch() -> str:
+        raise ConnectionError("would have run unguarded")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the coroutine is closed: no "never awaited" warning
+        with pytest.raises(TypeError, match="call_async"):
+            guard.call(fetch)
+    if kind == "bulkhead":
+        assert guard.in_flight == 0
