@@ -303,6 +303,8 @@ class MonitoringSettings:
     metrics_enabled: bool = True
     redact_keys: tuple[str, ...] = ()
     """Extra key names whose values are masked in logs (added to the built-in list)."""
+    log_max_value_chars: int = field(default=32768, metadata=_check(ge=256))
+    """Characters kept of a log message, field value or exception text; the rest is cut."""
     alerts: AlertSettings = field(default_factory=AlertSettings)
     """``[monitoring.alerts]``: see ``otelres.monitoring.AlertManager.from_config``."""
 

@@ -47,7 +47,8 @@ def setup_logging(
 
     * *settings*: the ``[monitoring]`` section (default: ``otelres.config.current()``'s):
       ``log_level``, ``structured_logging`` / ``log_format`` (JSON unless either says
-      otherwise) and ``redact_keys``.
+      otherwise), ``redact_keys`` and ``log_max_value_chars`` (messages, field values and
+      exception texts longer than that, 32 KiB by default, are cut and marked).
     * *service_name*: the ``service.name`` field of every line (default: ``[telemetry]
       service_name``, which ``OTEL_SERVICE_NAME`` overrides).
     * *logger_provider*: an OpenTelemetry ``LoggerProvider``; when given, the same records
@@ -72,7 +73,7 @@ def setup_logging(
         settings = settings if settings is not None else current.monitoring
         service_name = service_name if service_name is not None else current.telemetry.service_name
     name = service_name
-    redactor = Redactor(settings.redact_keys)
+    redactor = Redactor(settings.redact_keys, max_chars=settings.log_max_value_chars)
     level = logging.getLevelName(settings.log_level)
     formatter: logging.Formatter
     if settings.structured_logging and settings.log_format == "json":

@@ -19,15 +19,31 @@ does not.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_REDACT_KEYS", "MASK", "Redactor", "register_secret", "registered_secrets"]
+__all__ = [
+    "DEFAULT_MAX_VALUE_CHARS",
+    "DEFAULT_REDACT_KEYS",
+    "MASK",
+    "Redactor",
+    "register_secret",
+    "registered_secrets",
+]
 
 MASK = "***"
 """What a masked value is replaced with."""
+
+DEFAULT_MAX_VALUE_CHARS = 32 * 1024
+"""How many characters of a message, a field value or an exception text are kept (32 KiB).
+
+Longer text is cut there and ends with ``…[truncated N chars]``: Loki drops lines over
+256 KB by default, and an OTLP batch of a few such records would pass the collector's
+4 MiB gRPC limit and lose the whole batch. ``[monitoring] log_max_value_chars`` changes it.
+"""
 
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "api_key",
@@ -139,11 +155,18 @@ class Redactor:
     Values that are neither plain scalars nor containers become their ``str()`` (masked
     too), so what reaches the serializer is always JSON-safe. Nothing here raises: an
     object whose ``str()`` fails becomes ``<unprintable TypeName>``.
+
+    Sizes are bounded by *max_chars* (default :data:`DEFAULT_MAX_VALUE_CHARS`): text longer
+    than that is cut, after masking, and marked ``…[truncated N chars]``; a dict or list
+    field whose JSON is longer becomes that JSON text, cut the same way.
     """
 
-    __slots__ = ("_key_cache", "_names", "_pair")
+    __slots__ = ("_key_cache", "_names", "_pair", "max_chars")
 
-    def __init__(self, extra_keys: Iterable[str] = ()) -> None:
+    def __init__(self, extra_keys: Iterable[str] = (), *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> None:
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+            raise ValueError(f"Redactor(max_chars): expected an int >= 1, got {max_chars!r}")
+        self.max_chars = max_chars
         keys = (*DEFAULT_REDACT_KEYS, *extra_keys)
         self._names = tuple(sorted({_normalise(k) for k in keys if k}, key=len, reverse=True))
         self._key_cache: dict[str, bool] = {}
@@ -168,7 +191,32 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """*text* with registered secrets, ``key=value`` pairs of sensitive keys and URL
-        passwords (``redis://:pw@host``, ``https://user:pw@host``) masked."""
+        passwords (``redis://:pw@host``, ``https://user:pw@host``) masked, and cut to
+        :attr:`max_chars`."""
+        if len(text) > self.max_chars:
+            return self._long_text(text)
+        return self._mask(text)
+
+    def _long_text(self, text: str) -> str:
+        """Mask, then cut, a text longer than :attr:`max_chars`.
+
+        Only a window of four times the limit is masked (the regex over megabytes would
+        take a second); cutting after masking keeps a secret that straddles the cut from
+        leaving half-masked. Masking moves text left by at most what it removed, so when
+        the masked window is still three limits long nothing from past the window can
+        reach the kept part; otherwise the whole text is masked.
+        """
+        limit = self.max_chars
+        window = 4 * limit
+        rest = max(0, len(text) - window)
+        masked = self._mask(text[:window] if rest else text)
+        if rest and len(masked) < 3 * limit:
+            masked, rest = self._mask(text), 0
+        if len(masked) <= limit and not rest:
+            return masked  # masking alone brought it under the limit
+        return f"{masked[:limit]}…[truncated {len(masked) - limit + rest} chars]"
+
+    def _mask(self, text: str) -> str:
         for secret in _secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
@@ -195,10 +243,25 @@ class Redactor:
         return False
 
     def field(self, key: str, value: Any) -> Any:
-        """The value to output for field *key*: masked when the key is sensitive, else cleaned."""
+        """The value to output for field *key*: masked when the key is sensitive, else cleaned
+        (and bounded: see the class docs)."""
         if self.is_sensitive(key):
             return MASK
-        return self.value(value)
+        out = self.value(value)
+        if type(out) is dict or type(out) is list:
+            return self._bounded(out)
+        return out
+
+    def _bounded(self, value: dict[str, Any] | list[Any]) -> Any:
+        """*value*, or its JSON text cut to :attr:`max_chars` when that is longer."""
+        try:
+            encoded = json.dumps(value, ensure_ascii=False)
+        except Exception:  # an int the encoder refuses: the formatter names that field
+            return value
+        limit = self.max_chars
+        if len(encoded) <= limit:
+            return value
+        return f"{encoded[:limit]}…[truncated {len(encoded) - limit} chars]"
 
     def value(self, value: Any, depth: int = 0) -> Any:
         """A JSON-safe copy of *value* with everything sensitive inside it masked.

@@ -18,6 +18,7 @@ from opentelemetry.sdk._logs.export import (
 from otelres._testing.otlp_receiver import OtlpHttpReceiver, attributes_of
 from otelres.config import MonitoringSettings
 from otelres.monitoring import OTelLogHandler, get_logger, setup_logging
+from otelres.monitoring._redaction import DEFAULT_MAX_VALUE_CHARS
 
 from .conftest import json_lines
 
@@ -212,3 +213,25 @@ def test_debug_records_of_the_export_itself_are_not_fed_back(stream: io.StringIO
         provider.shutdown()
     assert [r.body.string_value for r in receiver.log_records()] == ["one line"]
     assert "POST /v1/logs" in stream.getvalue()  # still on the console, as DEBUG asks
+
+
+def test_huge_body_attributes_and_stacktrace_are_cut(
+    stream: io.StringIO, provider: LoggerProvider, exporter: InMemoryLogRecordExporter
+) -> None:
+    """Over OTLP a megabyte body, attribute and exception are cut to the limit, so a batch stays small."""
+    setup_logging(MonitoringSettings(), stream=stream, logger_provider=provider)
+    try:
+        raise ValueError("e" * 1_000_000)
+    except ValueError:
+        get_logger("app").exception("m" * 1_000_000, extra={"v": "x" * 1_000_000, "rows": list(range(50_000))})
+    (finished,) = exporter.get_finished_logs()
+    record = finished.log_record
+    attributes = dict(record.attributes or {})
+    limit = DEFAULT_MAX_VALUE_CHARS
+    assert record.body == "m" * limit + f"…[truncated {1_000_000 - limit} chars]"
+    assert attributes["v"] == "x" * limit + f"…[truncated {1_000_000 - limit} chars]"
+    for key in ("rows", "exception.message", "exception.stacktrace"):
+        value = attributes[key]
+        assert isinstance(value, str), key
+        assert len(value) < limit + 40, key
+        assert value.endswith(" chars]"), key
