@@ -1,14 +1,17 @@
 """Instrumented vs plain ccxt ``fetch_ticker`` against the local exchange (sync and async).
 
-Both clients talk to the same in-process :class:`otelres.testing.ExchangeServer`, with
-markets preloaded and ccxt's own rate limiting off, in one process run. The
-instrumented client goes through :class:`CcxtInstrumentor` with the full telemetry
-path an application would have: an SDK TracerProvider with a BatchSpanProcessor (to an
-exporter that drops spans), an SDK MeterProvider, and the per-exchange resilience guard
-(breaker and retry). Rounds alternate between the two clients; the figure is the ratio
-of medians of per-round means.
+Both clients talk to the same local :class:`otelres.testing.ExchangeServer` (in a child
+process by default), with markets preloaded and the same ccxt settings (ccxt's own
+rate limiting off on both, and no otelres limiter: the script checks that neither
+client can wait in a throttle), in one process run. The instrumented client goes
+through :class:`CcxtInstrumentor` with the full telemetry path an application would
+have: an SDK TracerProvider with a BatchSpanProcessor (to an exporter that drops
+spans), an SDK MeterProvider, and the per-exchange resilience guard (breaker and
+retry). Calls alternate one by one between the two clients (who goes first alternates
+too), so both see the same machine load; the figure is the ratio of the medians of
+the single-call times, wall-clock and process CPU.
 
-    .venv/bin/python bench/bench_ccxt.py [--rounds 15] [--calls 200] [--sample-ratio 0.1]
+    .venv/bin/python bench/bench_ccxt.py [--pairs 3000] [--sample-ratio 0.1] [--sdk none]
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -69,9 +72,10 @@ class _RemoteServer:
 
 
 Result = tuple[float, float, float, float, float, float]
+Sample = tuple[float, float]
 
 
-def _ratio(plain: list[tuple[float, float]], traced: list[tuple[float, float]]) -> Result:
+def _ratio(plain: list[Sample], traced: list[Sample]) -> Result:
     """(plain µs, traced µs, ratio) for wall-clock, then the same for this process's CPU time."""
     out: list[float] = []
     for k in (0, 1):
@@ -85,52 +89,64 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def bench_sync(server: Any, rounds: int, calls: int) -> Result:
+def _pairs(pairs: int) -> Iterator[tuple[int, int]]:
+    """Which client goes first in each pair: alternately the plain (0) and the traced (1) one."""
+    for n in range(pairs):
+        yield (0, 1) if n % 2 else (1, 0)
+
+
+def _check_fair(plain: Any, traced: Any) -> None:
+    """Both clients must do the same HTTP work: same throttle settings, no limiter of ours."""
     from otelres_instrumentation_ccxt import CcxtInstrumentor
 
-    plain = server.client("kraken")
-    traced = server.client("kraken")
-    plain.load_markets()
-    traced.load_markets()
-    CcxtInstrumentor.instrument_client(traced)
-    plain_times: list[tuple[float, float]] = []
-    traced_times: list[tuple[float, float]] = []
-    for client in (plain, traced) * 50:
+    assert plain.enableRateLimit == traced.enableRateLimit is False, "ccxt's throttle must be off"
+    assert plain.rateLimit == traced.rateLimit
+    guard = CcxtInstrumentor.guard(traced.id)
+    assert guard is None or guard.limiter is None, "otelres' limiter would make calls wait"
+
+
+def bench_sync(server: Any, pairs: int) -> Result:
+    from otelres_instrumentation_ccxt import CcxtInstrumentor
+
+    clients = (server.client("kraken"), server.client("kraken"))
+    for client in clients:
+        client.load_markets()
+    CcxtInstrumentor.instrument_client(clients[1])
+    _check_fair(*clients)
+    times: tuple[list[Sample], list[Sample]] = ([], [])
+    for client in clients * 100:
         client.fetch_ticker("BTC/USD")
-    for _ in range(rounds):
-        for client, times in ((plain, plain_times), (traced, traced_times)):
+    for order in _pairs(pairs):
+        for k in order:
             wall, cpu = _clock()
-            for _ in range(calls):
-                client.fetch_ticker("BTC/USD")
+            clients[k].fetch_ticker("BTC/USD")
             wall2, cpu2 = _clock()
-            times.append(((wall2 - wall) / calls, (cpu2 - cpu) / calls))
-    return _ratio(plain_times, traced_times)
+            times[k].append((wall2 - wall, cpu2 - cpu))
+    return _ratio(*times)
 
 
-async def bench_async(server: Any, rounds: int, calls: int) -> Result:
+async def bench_async(server: Any, pairs: int) -> Result:
     from otelres_instrumentation_ccxt import CcxtInstrumentor
 
-    plain = server.client("kraken", flavour="async")
-    traced = server.client("kraken", flavour="async")
+    clients = (server.client("kraken", flavour="async"), server.client("kraken", flavour="async"))
     try:
-        await plain.load_markets()
-        await traced.load_markets()
-        CcxtInstrumentor.instrument_client(traced)
-        plain_times: list[tuple[float, float]] = []
-        traced_times: list[tuple[float, float]] = []
-        for client in (plain, traced) * 50:
+        for client in clients:
+            await client.load_markets()
+        CcxtInstrumentor.instrument_client(clients[1])
+        _check_fair(*clients)
+        times: tuple[list[Sample], list[Sample]] = ([], [])
+        for client in clients * 100:
             await client.fetch_ticker("BTC/USD")
-        for _ in range(rounds):
-            for client, times in ((plain, plain_times), (traced, traced_times)):
+        for order in _pairs(pairs):
+            for k in order:
                 wall, cpu = _clock()
-                for _ in range(calls):
-                    await client.fetch_ticker("BTC/USD")
+                await clients[k].fetch_ticker("BTC/USD")
                 wall2, cpu2 = _clock()
-                times.append(((wall2 - wall) / calls, (cpu2 - cpu) / calls))
-        return _ratio(plain_times, traced_times)
+                times[k].append((wall2 - wall, cpu2 - cpu))
+        return _ratio(*times)
     finally:
-        await plain.close()
-        await traced.close()
+        for client in clients:
+            await client.close()
 
 
 def bench_parts(rounds: int) -> list[tuple[str, float]]:
@@ -148,12 +164,12 @@ def bench_parts(rounds: int) -> list[tuple[str, float]]:
     def call_span() -> None:
         call, ctx, token = _wrappers._start_call(runtime, exchange, "fetch_ticker", 0,
                                                  ("BTC/USD",), {})
-        _wrappers._finish_call(runtime, call, ctx, token, 0.0, None)
+        _wrappers._finish_call(call, ctx, token, None)
 
     def http_span() -> None:
-        http, ctx, token = _wrappers._start_http(runtime, url, "GET")
+        http, ctx, token = _wrappers._start_http()
         http.status = 200
-        _wrappers._finish_http(http, ctx, token, None)
+        _wrappers._finish_http(runtime, url, "GET", http, ctx, token, None)
 
     def histogram() -> None:
         runtime.record_duration(0.001, "kraken", "fetch_ticker", None)
@@ -173,8 +189,8 @@ def bench_parts(rounds: int) -> list[tuple[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=3000,
+                        help="calls per client, plain and traced alternating (default 3000)")
     parser.add_argument(
         "--sample-ratio", type=float, default=1.0,
         help="trace sampling ratio of the SDK (default 1: every call recorded)",
@@ -205,9 +221,9 @@ def main() -> None:
     server = _RemoteServer() if args.server == "process" else ExchangeServer().start()
     try:
         rows = [
-            ("sync  ccxt.kraken fetch_ticker", bench_sync(server, args.rounds, args.calls)),
+            ("sync  ccxt.kraken fetch_ticker", bench_sync(server, args.pairs)),
             ("async ccxt.async_support.kraken fetch_ticker",
-             asyncio.run(bench_async(server, args.rounds, args.calls))),
+             asyncio.run(bench_async(server, args.pairs))),
         ]
     finally:
         server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ccxt
@@ -176,3 +177,25 @@ def test_calls_join_the_applications_trace(
     (call,) = telemetry.spans("kraken fetch_time")
     assert call.parent is not None
     assert call.parent.span_id == parent.get_span_context().span_id
+
+
+def test_an_unsampled_call_records_no_spans_but_still_honours_retry_after(
+    instrumented: Any, exchange: ExchangeServer, telemetry: TelemetryCapture
+) -> None:
+    """Under an unsampled parent no call or HTTP span is recorded, yet Retry-After and the histogram work."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    client = exchange.client("binance")
+    client.load_markets()
+    telemetry.clear()
+    unsampled = NonRecordingSpan(SpanContext(0x1234, 0x5678, False, TraceFlags(0)))
+    exchange.inject(Fault("http", status=429, retry_after=0.3, venue="binance", times=1))
+    started = time.monotonic()
+    with trace.use_span(unsampled):
+        assert client.fetch_time() > 0
+    assert time.monotonic() - started >= 0.3
+    assert telemetry.spans() == []
+    where = {"ccxt.exchange.id": "binance", "ccxt.method": "fetch_time", "ccxt.outcome": "success"}
+    (point,) = telemetry.points("otelres.ccxt.call.duration", where)
+    assert point.value >= 0.3

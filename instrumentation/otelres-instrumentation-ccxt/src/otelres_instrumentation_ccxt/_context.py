@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+    from otelres_instrumentation_ccxt._guard import ExchangeGuard
+    from otelres_instrumentation_ccxt._runtime import Runtime
+
 __all__ = ["CALL", "ENDPOINT", "HTTP", "SKIP_THROTTLE", "Call", "HttpExchange"]
 
 
@@ -15,28 +18,39 @@ class Call:
     """The unified method call in progress (``kraken fetch_ticker``).
 
     Nested unified calls (``fetch_ticker`` calling ``load_markets``) see it and run
-    untraced and unguarded; ``retry_after`` is the delay the exchange last asked for
-    (a ``Retry-After`` header), read by the retry policy; ``order`` is the state of a
-    ``create_order`` under safe order retry.
+    untraced and unguarded; its HTTP requests read the runtime, the guard (for the rate
+    limiter) and whether the call span records (an unrecorded call gets no HTTP spans)
+    from it. ``retry_after`` is the delay the exchange last asked for (a ``Retry-After``
+    header), read by the retry policy; ``order`` is the state of a ``create_order``
+    under safe order retry.
     """
 
-    __slots__ = ("exchange", "method", "order", "retry_after", "span")
+    __slots__ = (
+        "exchange", "exchange_id", "guard", "method", "order", "recording", "retry_after",
+        "runtime", "span", "started",
+    )
 
-    def __init__(self, exchange: Any, method: str, span: Span) -> None:
+    def __init__(self, exchange: Any, exchange_id: str, method: str, span: Span,
+                 runtime: Runtime, started: float) -> None:
         self.exchange = exchange
+        self.exchange_id = exchange_id
         self.method = method
         self.span = span
+        self.recording = span.is_recording()
+        self.runtime = runtime
+        self.guard: ExchangeGuard | None = runtime.guard(exchange_id)
+        self.started = started
         self.retry_after: float | None = None
         self.order: Any = None
 
 
 class HttpExchange:
-    """The HTTP request in progress: its span and the status code ``on_rest_response`` saw."""
+    """The HTTP request in progress: when it started (ns) and the status ``on_rest_response`` saw."""
 
-    __slots__ = ("span", "status")
+    __slots__ = ("start_time", "status")
 
-    def __init__(self, span: Span) -> None:
-        self.span = span
+    def __init__(self, start_time: int) -> None:
+        self.start_time = start_time
         self.status: int | None = None
 
 

@@ -165,9 +165,13 @@ class ExchangeGuard:
                 raise
         return fn(*lead, *args, **kwargs)
 
-    async def run_async(self, call: Call, original: Callable[..., Awaitable[Any]],
-                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run an async unified call through breaker and, where safe, retries."""
+    def run_async(self, call: Call, original: Callable[..., Awaitable[Any]],
+                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        """An async unified call through breaker and, where safe, retries, to be awaited.
+
+        A plain function handing back the retry's (or breaker's) own coroutine, so a
+        call adds no frame of ours to every resumption of the request.
+        """
         exchange, method = call.exchange, call.method
         fn: Callable[..., Awaitable[Any]]
         lead: tuple[Any, ...]
@@ -176,16 +180,22 @@ class ExchangeGuard:
         else:
             fn, lead = self.breaker.call_async, (original, exchange)
         if is_idempotent(method) and self.read_retry is not None:
-            return await self.read_retry.call_async(fn, *lead, *args, **kwargs)
+            return self.read_retry.call_async(fn, *lead, *args, **kwargs)
         if method in ORDER_METHODS and self.order_retry is not None:
-            args, kwargs, attempt = _prepare_order(call, args, kwargs)
-            try:
-                return await self.order_retry.call_async(fn, *lead, *args, **kwargs)
-            except Exception:
-                if attempt.found is not None:
-                    return attempt.found
-                raise
-        return await fn(*lead, *args, **kwargs)
+            return self._order_async(call, fn, lead, args, kwargs)
+        return fn(*lead, *args, **kwargs)
+
+    async def _order_async(self, call: Call, fn: Callable[..., Awaitable[Any]],
+                           lead: tuple[Any, ...], args: tuple[Any, ...],
+                           kwargs: dict[str, Any]) -> Any:
+        assert self.order_retry is not None
+        args, kwargs, attempt = _prepare_order(call, args, kwargs)
+        try:
+            return await self.order_retry.call_async(fn, *lead, *args, **kwargs)
+        except Exception:
+            if attempt.found is not None:
+                return attempt.found
+            raise
 
 
 # --------------------------------------------------------------------------- retry hooks

@@ -63,7 +63,8 @@ _symbol_positions: dict[str, int | None] = {}
 # Span names and attribute dicts are reused (the SDK copies attributes on span start); the
 # caches stop growing at this size, beyond which shapes are built per call.
 _SHAPE_CACHE_SIZE = 4096
-_call_shapes: dict[tuple[Any, str, str | None], tuple[str, dict[str, AttributeValue]]] = {}
+CallShape = tuple[str, str, dict[str, "AttributeValue"]]
+_call_shapes: dict[tuple[Any, str, str | None], CallShape] = {}
 _http_shapes: dict[tuple[str, str, tuple[str, str] | None],
                    tuple[str, dict[str, AttributeValue]]] = {}
 
@@ -81,7 +82,7 @@ def make_wrapper(name: str, original: Callable[..., Any], get_runtime: RuntimeGe
     if name == "fetch":
         wrapper = (_fetch_async if is_async else _fetch_sync)(original, get_runtime)
     elif name == "fetch2":
-        wrapper = (_fetch2_async if is_async else _fetch2_sync)(original, get_runtime)
+        wrapper = _fetch2(original, get_runtime, is_async)
     elif name == "sign":
         wrapper = _sign(original)
     elif name == "throttle":
@@ -116,8 +117,9 @@ def _symbol_position(name: str, original: Callable[..., Any]) -> int | None:
 def _call_shape(
     exchange: Any, name: str, position: int | None, args: tuple[Any, ...],
     kwargs: dict[str, Any],
-) -> tuple[str, dict[str, AttributeValue]]:
-    """Span name and attributes of a unified call, built once per (exchange, method, symbol)."""
+) -> CallShape:
+    """(exchange id, span name, attributes) of a unified call, built once per
+    (exchange, method, symbol)."""
     exchange_id = getattr(exchange, "id", None) or type(exchange).__name__
     symbol = None
     if position is not None:
@@ -127,13 +129,14 @@ def _call_shape(
     key = (exchange_id, name, symbol)
     shape = _call_shapes.get(key)
     if shape is None:
+        exchange_id = str(exchange_id)
         attributes: dict[str, AttributeValue] = {
-            "ccxt.exchange.id": str(exchange_id),
+            "ccxt.exchange.id": exchange_id,
             "ccxt.method": name,
         }
         if symbol is not None:
             attributes["ccxt.symbol"] = symbol
-        shape = (f"{exchange_id} {name}", attributes)
+        shape = (exchange_id, f"{exchange_id} {name}", attributes)
         if len(_call_shapes) < _SHAPE_CACHE_SIZE:
             _call_shapes[key] = shape
     return shape
@@ -143,10 +146,12 @@ def _start_call(
     runtime: Runtime, exchange: Any, name: str, position: int | None,
     args: tuple[Any, ...], kwargs: dict[str, Any],
 ) -> tuple[Call, Any, Any]:
-    span_name, attributes = _call_shape(exchange, name, position, args, kwargs)
+    started = time.perf_counter()
+    exchange_id, span_name, attributes = _call_shape(exchange, name, position, args, kwargs)
     span = runtime.tracer.start_span(span_name, kind=_CLIENT, attributes=attributes)
-    call = Call(exchange, name, span)
-    # The HTTP requests of this call are ours to record: requests/aiohttp
+    call = Call(exchange, exchange_id, name, span, runtime, started)
+    # The span is current even when it does not record (it carries the sampling decision),
+    # and the HTTP requests of this call are ours to record: requests/aiohttp
     # instrumentations, when also on, stand down for the whole call.
     context = otel_context.set_value(_SUPPRESS_HTTP_KEY, True, trace.set_span_in_context(span))
     ctx_token = otel_context.attach(context)
@@ -154,18 +159,16 @@ def _start_call(
     return call, ctx_token, call_token
 
 
-def _finish_call(
-    runtime: Runtime, call: Call, ctx_token: Any, call_token: Any, started: float,
-    exc: BaseException | None,
-) -> None:
+def _finish_call(call: Call, ctx_token: Any, call_token: Any, exc: BaseException | None) -> None:
     CALL.reset(call_token)
     otel_context.detach(ctx_token)
     span = call.span
-    if exc is not None and span.is_recording():
+    if exc is not None and call.recording:
         record_exception(span, exc, credential_values(call.exchange))
     span.end()
-    exchange_id = str(getattr(call.exchange, "id", "") or "")
-    runtime.record_duration(time.perf_counter() - started, exchange_id, call.method, exc)
+    call.runtime.record_duration(
+        time.perf_counter() - call.started, call.exchange_id, call.method, exc
+    )
 
 
 def _unified_sync(
@@ -175,18 +178,17 @@ def _unified_sync(
         runtime = get_runtime()
         if runtime is None or CALL.get() is not None or not is_instrumentation_enabled():
             return original(self, *args, **kwargs)
-        started = time.perf_counter()
         call, ctx_token, call_token = _start_call(runtime, self, name, position, args, kwargs)
         try:
-            guard = runtime.guard(self.id)
+            guard = call.guard
             if guard is None:
                 result = original(self, *args, **kwargs)
             else:
                 result = guard.run(call, original, args, kwargs)
         except BaseException as exc:
-            _finish_call(runtime, call, ctx_token, call_token, started, exc)
+            _finish_call(call, ctx_token, call_token, exc)
             raise
-        _finish_call(runtime, call, ctx_token, call_token, started, None)
+        _finish_call(call, ctx_token, call_token, None)
         return result
 
     return wrapper
@@ -199,31 +201,43 @@ def _unified_async(
         runtime = get_runtime()
         if runtime is None or CALL.get() is not None or not is_instrumentation_enabled():
             return await original(self, *args, **kwargs)
-        started = time.perf_counter()
         call, ctx_token, call_token = _start_call(runtime, self, name, position, args, kwargs)
         try:
-            guard = runtime.guard(self.id)
+            guard = call.guard
             if guard is None:
                 result = await original(self, *args, **kwargs)
             else:
                 result = await guard.run_async(call, original, args, kwargs)
         except BaseException as exc:
-            _finish_call(runtime, call, ctx_token, call_token, started, exc)
+            _finish_call(call, ctx_token, call_token, exc)
             raise
-        _finish_call(runtime, call, ctx_token, call_token, started, None)
+        _finish_call(call, ctx_token, call_token, None)
         return result
 
     return wrapper
 
 
 # --------------------------------------------------------------------------- fetch2 / throttle
-def _limiter_cost(runtime: Runtime, exchange: Any, args: tuple[Any, ...]) -> tuple[Any, float]:
+_FETCH2_PARAMETERS = ("path", "api", "method", "params", "config")
+
+
+def _limiter_cost(
+    get_runtime: RuntimeGetter, exchange: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, float]:
     """otelres' limiter for this exchange and the request's cost in ccxt units, or (None, 0)."""
-    guard = runtime.guard(exchange.id)
+    call = CALL.get()
+    if call is not None:
+        guard = call.guard
+    else:
+        runtime = get_runtime()
+        guard = None if runtime is None else runtime.guard(exchange.id)
     limiter = None if guard is None else guard.limiter
     if limiter is None:
         return None, 0.0
-    path, api, method, params, config = (list(args) + [None] * 5)[:5]
+    path, api, method, params, config = (
+        args[i] if i < len(args) else kwargs.get(key)
+        for i, key in enumerate(_FETCH2_PARAMETERS)
+    )
     try:
         cost = float(exchange.calculate_rate_limiter_cost(
             api if api is not None else "public", method or "GET", path, params or {}, config or {}
@@ -242,18 +256,34 @@ def _endpoint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
     path = args[0] if args else kwargs.get("path", "")
     api = args[1] if len(args) > 1 else kwargs.get("api", "public")
     if not isinstance(api, str):
-        api = "/".join(str(part) for part in api)
+        api = "/".join(map(str, api))
     return api, str(path)
 
 
-def _fetch2_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
+def _fetch2(
+    original: Callable[..., Any], get_runtime: RuntimeGetter, is_async: bool
+) -> Callable[..., Any]:
+    """Pay the request's cost to otelres' limiter, then let ccxt's throttle stand down.
+
+    A plain function in both flavours: without a limiter it hands back ccxt's own result
+    (or coroutine), so the common case adds no frame to every resumption of the request.
+    """
+
+    async def limited_async(self: Any, limiter: Any, cost: float, args: tuple[Any, ...],
+                            kwargs: dict[str, Any]) -> Any:
+        await limiter.acquire_async(min(cost, limiter.capacity))
+        skip_token = SKIP_THROTTLE.set(True)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            SKIP_THROTTLE.reset(skip_token)
+
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        runtime = get_runtime()
-        if runtime is None:
-            return original(self, *args, **kwargs)
-        limiter, cost = _limiter_cost(runtime, self, args)
+        limiter, cost = _limiter_cost(get_runtime, self, args, kwargs)
         if limiter is None:
             return original(self, *args, **kwargs)
+        if is_async:
+            return limited_async(self, limiter, cost, args, kwargs)
         limiter.acquire(min(cost, limiter.capacity))
         skip_token = SKIP_THROTTLE.set(True)
         try:
@@ -264,39 +294,18 @@ def _fetch2_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Ca
     return wrapper
 
 
-def _fetch2_async(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
-    # A plain function handing back ccxt's own coroutine when there is no limiter, so the
-    # common case adds no coroutine frame to every resumption of the request.
-    async def limited(self: Any, limiter: Any, cost: float, args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> Any:
-        await limiter.acquire_async(min(cost, limiter.capacity))
-        skip_token = SKIP_THROTTLE.set(True)
-        try:
-            return await original(self, *args, **kwargs)
-        finally:
-            SKIP_THROTTLE.reset(skip_token)
-
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        runtime = get_runtime()
-        if runtime is None:
-            return original(self, *args, **kwargs)
-        limiter, cost = _limiter_cost(runtime, self, args)
-        if limiter is None:
-            return original(self, *args, **kwargs)
-        return limited(self, limiter, cost, args, kwargs)
-
-    return wrapper
-
-
 def _sign(original: Callable[..., Any]) -> Callable[..., Any]:
     """Remember the endpoint (api group, path template) that ``fetch`` is about to request.
 
     ccxt signs every request right before fetching it, with the path template still
-    unfilled (``orders/{id}``), which makes a low-cardinality span name.
+    unfilled (``orders/{id}``), which makes a low-cardinality span name. Inside a call
+    that is not recorded there is no HTTP span to name.
     """
 
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        ENDPOINT.set(_endpoint(args, kwargs))
+        call = CALL.get()
+        if call is None or call.recording:
+            ENDPOINT.set(_endpoint(args, kwargs))
         return original(self, *args, **kwargs)
 
     return wrapper
@@ -351,68 +360,96 @@ def _http_shape(url: str, method: str) -> tuple[str, dict[str, AttributeValue]]:
     return shape
 
 
-def _start_http(runtime: Runtime, url: str, method: str) -> tuple[HttpExchange, Any, Any]:
-    """Start the span of one request; outside a unified call, also suppress HTTP instrumentations."""
-    name, attributes = _http_shape(url, method)
-    span = runtime.tracer.start_span(name, kind=_CLIENT, attributes=attributes)
-    http = HttpExchange(span)
+def _http_runtime(get_runtime: RuntimeGetter) -> Runtime | None:
+    """The runtime that records this request, or None: the request goes untraced.
+
+    Inside a unified call, the call's runtime when its span records (an unsampled call
+    gets no HTTP span either); outside one, the current runtime unless suppressed.
+    """
+    call = CALL.get()
+    if call is not None:
+        return call.runtime if call.recording else None
+    runtime = get_runtime()
+    if runtime is None or not is_instrumentation_enabled():
+        return None
+    return runtime
+
+
+def _start_http() -> tuple[HttpExchange, Any, Any]:
+    """Begin one request; outside a unified call, also suppress HTTP instrumentations."""
+    http = HttpExchange(time.time_ns())
     ctx_token = None
     if CALL.get() is None:
-        ctx = otel_context.set_value(_SUPPRESS_HTTP_KEY, True, trace.set_span_in_context(span))
-        ctx_token = otel_context.attach(ctx)
-    http_token = HTTP.set(http)
-    return http, ctx_token, http_token
+        ctx_token = otel_context.attach(otel_context.set_value(_SUPPRESS_HTTP_KEY, True))
+    return http, ctx_token, HTTP.set(http)
 
 
-def _finish_http(http: HttpExchange, ctx_token: Any, http_token: Any,
-                 exc: BaseException | None) -> None:
+def _finish_http(runtime: Runtime, url: str, method: str, http: HttpExchange, ctx_token: Any,
+                 http_token: Any, exc: BaseException | None) -> None:
+    """Record the request's span, started at its beginning, with everything known at its end.
+
+    Created once the answer is in, the span gets all its attributes (status code
+    included) in one go, which the SDK handles faster than later ``set_attribute`` calls.
+    """
     HTTP.reset(http_token)
     if ctx_token is not None:
         otel_context.detach(ctx_token)
-    span = http.span
-    if span.is_recording():
-        status = http.status
+    name, attributes = _http_shape(url, method)
+    status = http.status
+    error = None
+    if exc is not None:
+        error = type(exc).__qualname__
+    elif status is not None and status >= 400:
+        error = str(status)
+    if status is not None or error is not None:
+        attributes = dict(attributes)
         if status is not None:
-            span.set_attribute("http.response.status_code", status)
-        if exc is not None:
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR))
-        elif status is not None and status >= 400:
-            span.set_attribute("error.type", str(status))
-            span.set_status(Status(StatusCode.ERROR))
+            attributes["http.response.status_code"] = status
+        if error is not None:
+            attributes["error.type"] = error
+    span = runtime.tracer.start_span(
+        name, kind=_CLIENT, attributes=attributes, start_time=http.start_time
+    )
+    if error is not None:
+        span.set_status(Status(StatusCode.ERROR))
     span.end()
 
 
 def _fetch_sync(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
     def wrapper(self: Any, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-        runtime = get_runtime()
-        if runtime is None or (CALL.get() is None and not is_instrumentation_enabled()):
+        runtime = _http_runtime(get_runtime)
+        if runtime is None:
             return original(self, url, method, *args, **kwargs)
-        http, ctx_token, http_token = _start_http(runtime, url, method)
+        http, ctx_token, http_token = _start_http()
         try:
             result = original(self, url, method, *args, **kwargs)
         except BaseException as exc:
-            _finish_http(http, ctx_token, http_token, exc)
+            _finish_http(runtime, url, method, http, ctx_token, http_token, exc)
             raise
-        _finish_http(http, ctx_token, http_token, None)
+        _finish_http(runtime, url, method, http, ctx_token, http_token, None)
         return result
 
     return wrapper
 
 
 def _fetch_async(original: Callable[..., Any], get_runtime: RuntimeGetter) -> Callable[..., Any]:
-    async def wrapper(self: Any, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-        runtime = get_runtime()
-        if runtime is None or (CALL.get() is None and not is_instrumentation_enabled()):
-            return await original(self, url, method, *args, **kwargs)
-        http, ctx_token, http_token = _start_http(runtime, url, method)
+    async def traced(self: Any, runtime: Runtime, url: str, method: str, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        http, ctx_token, http_token = _start_http()
         try:
             result = await original(self, url, method, *args, **kwargs)
         except BaseException as exc:
-            _finish_http(http, ctx_token, http_token, exc)
+            _finish_http(runtime, url, method, http, ctx_token, http_token, exc)
             raise
-        _finish_http(http, ctx_token, http_token, None)
+        _finish_http(runtime, url, method, http, ctx_token, http_token, None)
         return result
+
+    # A plain function: an untraced request gets ccxt's own coroutine, no extra frame.
+    def wrapper(self: Any, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
+        runtime = _http_runtime(get_runtime)
+        if runtime is None:
+            return original(self, url, method, *args, **kwargs)
+        return traced(self, runtime, url, method, args, kwargs)
 
     return wrapper
 
@@ -439,16 +476,17 @@ def _retry_after_seconds(headers: Any) -> float | None:
 def _on_rest_response(original: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: Any, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
                 *args: Any, **kwargs: Any) -> Any:
+        try:
+            status: int | None = int(code)
+        except (TypeError, ValueError):
+            status = None
         http = HTTP.get()
         if http is not None:
-            try:
-                http.status = int(code)
-            except (TypeError, ValueError):
-                pass
-            if http.status is not None and http.status >= 400:
-                call = CALL.get()
-                if call is not None:
-                    call.retry_after = _retry_after_seconds(response_headers)
+            http.status = status
+        if status is not None and status >= 400:
+            call = CALL.get()
+            if call is not None:
+                call.retry_after = _retry_after_seconds(response_headers)
         return original(self, code, reason, url, method, response_headers, *args, **kwargs)
 
     return wrapper
