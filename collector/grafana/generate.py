@@ -456,6 +456,23 @@ def resilience() -> dict[str, Any]:
             12,
             8,
         ),
+        grid.place(
+            timeseries(
+                "Retry delay (p95)",
+                "How long retries waited before their next attempt (back-off, or what the "
+                "server asked for with Retry-After).",
+                [
+                    target(
+                        "histogram_quantile(0.95, sum by (retry_name, le) "
+                        f"(otelres:retry_delay_seconds_bucket:rate1m{{{retry}}}))",
+                        "{{retry_name}}",
+                    )
+                ],
+                unit="s",
+            ),
+            24,
+            6,
+        ),
         grid.row("Rate limiters"),
         grid.place(
             per_second(
@@ -708,6 +725,50 @@ def health() -> dict[str, Any]:
             ),
             16,
             6,
+        ),
+        grid.place(
+            timeseries(
+                "Backup runs per hour",
+                "Backups attempted in the last hour by type and outcome; a failure fires "
+                "OtelresBackupFailing.",
+                [
+                    target(
+                        "sum by (backup_type, backup_outcome) "
+                        f"(otelres:backup_created:increase1h{{{SERVICE}}})",
+                        "{{backup_type}} {{backup_outcome}}",
+                    )
+                ],
+                unit="short",
+                bars=True,
+            ),
+            8,
+            7,
+        ),
+        grid.place(
+            timeseries(
+                "Backup duration (p95)",
+                "How long successful backups took to write, by type (over the last hour).",
+                [
+                    target(
+                        "histogram_quantile(0.95, sum by (backup_type, le) "
+                        f"(otelres:backup_duration_seconds_bucket:rate1h{{{SERVICE}}}))",
+                        "{{backup_type}}",
+                    )
+                ],
+                unit="s",
+            ),
+            8,
+            7,
+        ),
+        grid.place(
+            timeseries(
+                "Backup size",
+                "Stored size of the newest valid backup of each type.",
+                [target(f"otelres:backup_size_bytes:max{{{SERVICE}}}", "{{backup_type}}")],
+                unit="bytes",
+            ),
+            8,
+            7,
         ),
         grid.place(
             timeseries(

@@ -24,7 +24,9 @@ keeps every component busy, twice a second, until it is terminated:
   never tripping its breaker here, so that every round adds a failure);
 * health checks ``exchange`` (RED), ``disk`` (YELLOW) and ``database`` (GREEN);
 * a ``daily`` backup whose manifest says it was written 30 hours ago (stale), and an
-  ``hourly`` one whose entry file was cut short afterwards (damaged).
+  ``hourly`` one whose entry file was cut short afterwards (damaged); every round a
+  ``snapshot`` backup is written (dated 30 hours back too) and a ``daily`` one fails
+  (the file it should copy does not exist).
 
 It prints ``READY http://127.0.0.1:PORT/metrics`` once everything has run once.
 """
@@ -44,7 +46,7 @@ import ccxt
 from otelres_instrumentation_ccxt import CcxtInstrumentor
 
 import otelres
-from otelres.backup import BackupManager
+from otelres.backup import BackupError, BackupManager
 from otelres.config import config_from_dict
 from otelres.health import HealthChecker, HealthResult, health_check
 from otelres.resilience import (
@@ -194,6 +196,13 @@ class Scenario:
         self.kraken.fetch_ticker("BTC/USD")
         expect(ccxt.ExchangeNotAvailable, self.binance.fetch_ticker, "BTC/USDT")
         self.checker.run_sync()
+        self.backups.create_backup({"positions": {"BTC": 0.5}}, backup_type="snapshot")
+        expect(
+            BackupError,
+            self.backups.create_backup,
+            backup_type="daily",
+            files=[self.backup_dir / "missing.db"],
+        )
 
     def flap(self) -> None:
         """closed -> open (a failure), -> half-open (the reset timeout elapses), -> closed."""
@@ -211,10 +220,10 @@ class Scenario:
         return "ok"
 
 
-def expect(error: type[BaseException], fn: Any, *args: Any) -> None:
+def expect(error: type[BaseException], fn: Any, *args: Any, **kwargs: Any) -> None:
     """Call *fn*; *error* is part of the scenario and swallowed, anything else is not."""
     try:
-        fn(*args)
+        fn(*args, **kwargs)
     except error:
         pass
 

@@ -100,3 +100,28 @@ def test_rules_read_documented_instruments_and_label_values(
                         assert alternative in allowed, (
                             f"{series}: {label}={alternative!r} is not a documented value ({sorted(allowed)})"
                         )
+
+
+# Instruments no rule reads, and why: the stack alerts on the conditions themselves.
+NOT_IN_THE_STACK = {
+    "otelres.alerts.fired": "otelres' in-process alerting counts its own alerts",
+    "otelres.alerts.notifications": "otelres' in-process alerting counts its own notifications",
+}
+
+
+def test_every_documented_instrument_reaches_a_rule_or_is_left_out_for_a_reason(
+    documented: dict[str, Instrument],
+) -> None:
+    """Each metric of docs/TELEMETRY.md feeds some alerting or recording rule, so a new one cannot slip past the stack."""
+    read = set(raw_series_in_rules())
+    read |= {name + "_ratio" for name in read}
+    missing = sorted(
+        {
+            instrument.name
+            for instrument in documented.values()
+            if not instrument.prometheus_names() & read and instrument.name not in NOT_IN_THE_STACK
+        }
+    )
+    assert not missing, f"no rule reads {missing}: add a recording rule and a panel (or an alert)"
+    stale = sorted(set(NOT_IN_THE_STACK) - {i.name for i in documented.values()})
+    assert not stale, f"NOT_IN_THE_STACK names instruments TELEMETRY.md no longer has: {stale}"

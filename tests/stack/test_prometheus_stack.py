@@ -302,6 +302,7 @@ EXPECTED_ALERTS = {
     "OtelresRetryStorm": ("retry_name", "exchange-retry", set()),
     "OtelresBackupStale": ("job", "otelres", set()),
     "OtelresBackupDamaged": ("backup_type", "hourly", {"daily"}),
+    "OtelresBackupFailing": ("backup_type", "daily", {"snapshot", "hourly"}),
     "OtelresRedisUnavailable": ("server_address", "127.0.0.1", set()),
     "OtelresExchangeFailing": ("ccxt_exchange_id", "binance", {"kraken"}),
 }
