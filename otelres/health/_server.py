@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from otelres.health._checker import HealthChecker
 from otelres.health._model import HealthResult, HealthStatus
 from otelres.health._report import HealthReport
-from otelres.health._threads import close_loop, new_loop
+from otelres.health._threads import CLOSE_GRACE_SECONDS, drain, new_loop
 
 __all__ = ["LIVENESS_TAG", "HTTPRequest", "HTTPResponse", "Handler", "HealthServer", "serve"]
 
@@ -203,12 +203,18 @@ class HealthServer:
             self._serve_thread.join(5)
         self._httpd.server_close()
         loop = self._own_loop
-        if loop is not None:
+        if loop is not None and not loop.is_closed():
+            # Drained on its own thread, so close() works from any thread, one running an
+            # event loop of its own included.
+            try:
+                asyncio.run_coroutine_threadsafe(drain(), loop).result(CLOSE_GRACE_SECONDS + 2)
+            except Exception:  # a check blocks the loop: leave what is left to the process exit
+                _log.debug("otelres: health server loop did not drain", exc_info=True)
             loop.call_soon_threadsafe(loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(5)
-            if not loop.is_running():  # else a check blocks it: leave it to the process exit
-                close_loop(loop)
+            if not loop.is_running():
+                loop.close()
 
     def __enter__(self) -> HealthServer:
         return self.start()

@@ -24,6 +24,7 @@ __all__ = [
     "aborted",
     "close_loop",
     "describe",
+    "drain",
     "in_daemon_thread",
     "new_loop",
     "run_coroutine",
@@ -157,20 +158,30 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is left on *loop*, give it :data:`CLOSE_GRACE_SECONDS`, and close it."""
+    """Cancel what is left on the stopped *loop*, give it :data:`CLOSE_GRACE_SECONDS`, and
+    close it. Runs *loop* briefly on this thread: a thread with a loop of its own running
+    uses :func:`drain` on *loop*'s thread instead."""
     try:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.wait(pending, timeout=CLOSE_GRACE_SECONDS))
-        for task in pending:
-            if not task.done():
-                # It ignored its cancellation: leave it, and spare the user asyncio's
-                # "Task was destroyed but it is pending!" when it is collected.
-                task._log_destroy_pending = False  # type: ignore[attr-defined]
-            elif not task.cancelled():
-                task.exception()  # retrieved, so asyncio does not log it as never retrieved
-        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(drain())
     finally:
         loop.close()
+
+
+async def drain() -> None:
+    """Cancel every other task of the running loop and give them :data:`CLOSE_GRACE_SECONDS`.
+
+    Tasks that ignore their cancellation are left behind without asyncio's "Task was
+    destroyed but it is pending!" when they are collected.
+    """
+    loop = asyncio.get_running_loop()
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=CLOSE_GRACE_SECONDS)
+    for task in pending:
+        if not task.done():
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+        elif not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+    await loop.shutdown_asyncgens()

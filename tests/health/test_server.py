@@ -219,3 +219,14 @@ def test_a_stalled_loop_answers_503_instead_of_hanging(switch: Switchable) -> No
         stalled.close()
     assert status == 503
     assert "is the event loop running?" in body
+
+
+async def test_close_works_from_code_running_an_event_loop(switch: Switchable) -> None:
+    """close() called from async code (a thread whose loop is running) stops the server and
+    its own loop instead of failing."""
+    server = serve(switch.checker(), port=0, background=True, metrics=False)
+    assert _get(server.url + "/readyz")[0] == 200
+    server.close()
+    assert server.loop.is_closed()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(server.url + "/readyz", timeout=2)
