@@ -19,7 +19,6 @@ from otelres.health._check import CheckRegistry, HealthCheck, as_check, default_
 from otelres.health._model import HealthResult, HealthStatus
 from otelres.health._report import HealthReport
 from otelres.health._threads import (
-    CheckAborted,
     aborted,
     describe,
     in_daemon_thread,
@@ -390,8 +389,11 @@ class HealthChecker:
                 raise asyncio.TimeoutError
             try:
                 value = future.result()
-            except GeneratorExit as exc:  # raised by an async check (not at an await here)
-                raise CheckAborted(exc) from None
+            except (Exception, GeneratorExit) as exc:
+                # Reported here, not below: a TimeoutError the check raised itself (a socket
+                # timeout) is its error, not our limit. GeneratorExit is the check's own too
+                # (not raised at an await here).
+                return _raised(name, exc, time.perf_counter() - started)
             except asyncio.CancelledError:
                 # Not our cancellation (that would have interrupted the wait above): the
                 # check cancelled itself, e.g. a client library's internal timeout.
@@ -410,11 +412,7 @@ class HealthChecker:
                 duration=time.perf_counter() - started, error="TimeoutError",
             )
         except Exception as exc:
-            error = describe(exc)
-            return HealthResult(
-                name, HealthStatus.RED, f"check raised {error}",
-                duration=time.perf_counter() - started, error=error,
-            )
+            return _raised(name, exc, time.perf_counter() - started)
 
     def _release(self, state: _State, token: object) -> None:
         """A run has ended (even long after its timeout): the check may start again."""
@@ -503,8 +501,8 @@ async def _call_async(check: HealthCheck | Awaitable[Any]) -> Any:
     """Await an async check (or an awaitable a sync check returned), so it can become a task.
 
     A non-``Exception`` it raises (``SystemExit``, a custom ``BaseException``) becomes
-    :class:`CheckAborted`, reported RED: left alone, asyncio would let it end the event
-    loop. Cancellation, and Ctrl-C on the main thread, pass through.
+    ``CheckAborted``, reported RED: left alone, asyncio would let it end the event loop.
+    Cancellation, and Ctrl-C on the main thread, pass through.
     """
     awaitable = check.check() if isinstance(check, HealthCheck) else check
     try:
@@ -523,6 +521,12 @@ def _call_sync(check: HealthCheck, release: Callable[[], None]) -> Any:
         return check.check()
     finally:
         release()
+
+
+def _raised(name: str, exc: BaseException, duration: float) -> HealthResult:
+    """The RED result of a check that raised *exc*."""
+    error = describe(exc)
+    return HealthResult(name, HealthStatus.RED, f"check raised {error}", duration=duration, error=error)
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -433,3 +433,16 @@ async def test_a_run_joined_by_others_can_be_cancelled_alone() -> None:
     assert report.results["db"].status is HealthStatus.GREEN
     assert len(calls) == 2
     assert first.cancelled()
+
+
+async def test_a_check_raising_its_own_timeout_error_is_not_mistaken_for_ours() -> None:
+    """A check that raises TimeoutError itself (a socket timeout) is RED with its own error, not
+    "timed out after" the checker's limit."""
+
+    @health_check("socket", register=False)
+    def socket_check() -> HealthStatus:
+        raise TimeoutError("connect to 10.0.0.5:5432 timed out")
+
+    result = (await HealthChecker([socket_check], config=_config(), timeout=5).run_all_checks())["socket"]
+    assert result.error == "TimeoutError: connect to 10.0.0.5:5432 timed out"
+    assert result.message == "check raised TimeoutError: connect to 10.0.0.5:5432 timed out"
