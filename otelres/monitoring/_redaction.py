@@ -79,6 +79,20 @@ _MAX_DEPTH = 8
 _KEY_CACHE_LIMIT = 4096
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:@]*:)[^\s/@]+@")
 """The password of a URL's user info: ``scheme://user:password@`` (user may be empty)."""
+_END = r"""(?=[\s,;&}\])>"']|$)"""
+_PAIR_VALUE = (
+    # JSON inside a JSON string ({\"apiKey\": \"a\\\"b\"}): the value's quotes are \", its
+    # own escapes doubled; read as such, an escaped quote in the secret cannot end it early.
+    r"""(?:(?P<eq>\\")(?:\\\\(?:\\.|[^\\\n])|\\[^"\\\n]|[^\\"\n])*\\"(?=[\s,;&}\])>\\]|$)"""
+    # "..." and '...': backslash escapes are skipped over, and only a quote followed by a
+    # delimiter ends the value, so both "ab\"cd" and the malformed "ab"cd" are masked whole.
+    + r'|(?P<dq>")(?:\\.|[^\\\n])*?"' + _END
+    + r"|(?P<sq>')(?:\\.|[^\\\n])*?'" + _END
+    # An opening quote that never closes properly: mask up to the next delimiter.
+    + r"""|(?P<open>\\*["'])[^\n,;&}\]]*"""
+    + r"""|(?P<value>(?:(?:bearer|basic|digest|token)\s+)?[^\s"',;&}\]]+))"""
+)
+"""What follows ``key=`` / ``"key": `` in text; the group that matched tells the quoting."""
 _WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
 # Registered secrets are process-wide: a secret is a secret for every handler. The tuple is
@@ -171,10 +185,7 @@ class Redactor:
         self._names = tuple(sorted({_normalise(k) for k in keys if k}, key=len, reverse=True))
         self._key_cache: dict[str, bool] = {}
         self._pair = re.compile(
-            r"(?P<key>" + _key_regex(keys) + r")"
-            r"(?P<sep>[\"']?\s*[:=]\s*)"
-            r"(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'"
-            r"|(?P<value>(?:(?:bearer|basic|digest|token)\s+)?[^\s\"',;&}\]]+))",
+            r"(?P<key>" + _key_regex(keys) + r")(?P<sep>\\*[\"']?\s*[:=]\s*)" + _PAIR_VALUE,
             re.IGNORECASE,
         )
 
@@ -316,10 +327,10 @@ def _non_finite(value: float) -> str:
 
 def _mask_pair(match: re.Match[str]) -> str:
     head = match.group("key") + match.group("sep")
-    if match.group("dq") is not None:
-        return f'{head}"{MASK}"'
-    if match.group("sq") is not None:
-        return f"{head}'{MASK}'"
+    for group in ("eq", "dq", "sq", "open"):
+        quote = match.group(group)
+        if quote is not None:
+            return f"{head}{quote}{MASK}{quote}"
     return head + MASK
 
 

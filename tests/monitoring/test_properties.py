@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from otelres.monitoring import JsonLogFormatter, Redactor, TextLogFormatter, register_secret
@@ -68,3 +68,40 @@ def test_registered_secret_never_survives(secret: str, before: str, after: str) 
 def test_sensitive_key_masks_any_value(key: str, value: Any) -> None:
     """A sensitive key's value is masked whatever its type."""
     assert Redactor().field(key, value) == "***"
+
+
+REDACTOR = Redactor()
+KEYS_IN_TEXT = st.sampled_from(["apiKey", "api_key", "password", "token", "X-Api-Key", "client_secret"])
+PLAIN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ", max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=KEYS_IN_TEXT, secret=st.text(), other=PLAIN, ascii_only=st.booleans())
+@example(key="apiKey", secret='ab"cd', other="x", ascii_only=True)
+@example(key="token", secret='a", "z": "b\\', other="x", ascii_only=False)
+def test_json_text_masks_any_secret_string_whole(key: str, secret: str, other: str, ascii_only: bool) -> None:
+    """JSON text holding a secret with quotes, backslashes or escapes comes out as valid JSON with only that value masked."""
+    text = json.dumps({key: secret, "note": other}, ensure_ascii=ascii_only)
+    assert json.loads(REDACTOR.text(text)) == {key: "***", "note": other}
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=KEYS_IN_TEXT, secret=st.text(), other=PLAIN)
+def test_json_inside_a_json_string_masks_the_secret_whole(key: str, secret: str, other: str) -> None:
+    """JSON encoded twice (a response body inside a JSON string) keeps its shape, with only the secret masked."""
+    text = json.dumps(json.dumps({key: secret, "note": other}))
+    assert json.loads(json.loads(REDACTOR.text(text))) == {key: "***", "note": other}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    key=KEYS_IN_TEXT,
+    secret=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n")),
+    quote=st.sampled_from(['"', "'"]),
+    tail=st.sampled_from(["", " next=1", ", user=bob", "}"]),
+)
+def test_quoted_value_with_backslash_escapes_is_masked_whole(key: str, secret: str, quote: str, tail: str) -> None:
+    """key="..." / key='...' with backslash-escaped quotes inside masks the whole quoted value and nothing after it."""
+    escaped = secret.replace("\\", "\\\\").replace(quote, "\\" + quote)
+    text = f"login {key}={quote}{escaped}{quote}{tail}"
+    assert REDACTOR.text(text) == f"login {key}={quote}***{quote}{tail}"
