@@ -6,7 +6,8 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -204,34 +205,34 @@ def test_bucket_fail_closed_rejects_every_call(own_redis_server: RedisServer) ->
     conn.close()
 
 
-def test_a_command_redis_refuses_applies_the_fail_mode_without_an_outage(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A key of the wrong type makes the call use its fail mode, logs an error, and keeps Redis 'up'."""
-    conn = RedisConnection(redis_server.url, key_prefix="t")
-    conn.client.set("t:bucket:clash", "not a hash")
-    bucket = RedisTokenBucket("clash", conn, rate=1, capacity=1, fail_mode="open")
-    with caplog.at_level(logging.ERROR, logger="otelres"):
-        assert bucket.try_acquire(1) == 0.0
-    assert conn.available
-    assert any("WRONGTYPE" in r.getMessage() for r in caplog.records)
-    conn.close()
+def _wrong_type_at_the_key(client: Any) -> None:
+    client.set("t:bucket:refused", "not a hash")
 
 
-def test_a_refusal_on_every_call_is_logged_once_not_per_call(
-    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+def _out_of_memory(client: Any) -> None:
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+
+
+@pytest.mark.parametrize(
+    ("refuse", "reason"), [(_wrong_type_at_the_key, "WRONGTYPE"), (_out_of_memory, "maxmemory")]
+)
+def test_a_command_redis_refuses_gets_the_fail_mode_and_one_log_line_not_an_outage(
+    own_redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    refuse: Callable[[Any], None],
+    reason: str,
 ) -> None:
-    """A Redis out of memory refuses every write: 50 fail-open calls log one error line, and each is counted."""
+    """Redis refusing every call: 50 fail-open calls are granted locally and counted, one error is logged, Redis stays up."""
     conn = RedisConnection(own_redis_server.url, key_prefix="t")
-    conn.client.config_set("maxmemory-policy", "noeviction")
-    conn.client.config_set("maxmemory", 1)
-    bucket = RedisTokenBucket("full", conn, rate=1000, capacity=1000, fail_mode="open")
+    refuse(conn.client)
+    bucket = RedisTokenBucket("refused", conn, rate=1000, capacity=1000, fail_mode="open")
     with caplog.at_level(logging.ERROR, logger="otelres"):
         for _ in range(50):
             assert bucket.try_acquire(1) == 0.0
     refusals = [r.getMessage() for r in caplog.records if "refused a command" in r.getMessage()]
     assert len(refusals) == 1
-    assert "maxmemory" in refusals[0]
+    assert reason in refusals[0]
     assert bucket.unavailable_calls == 50
     assert conn.available  # the server answers; it is not an outage to wait out
     conn.close()
