@@ -156,6 +156,22 @@ def test_backup_freshness_with_a_real_backup_manager(tmp_path: Path) -> None:
     assert BackupFreshnessCheck(manager, interval_hours=24, clock=lambda: later).check().status is HealthStatus.YELLOW
 
 
+def test_backup_freshness_can_watch_one_backup_type(tmp_path: Path) -> None:
+    """With backup_type="scheduled", a fresh manual backup does not hide a stalled scheduler."""
+    from otelres.backup import BackupManager
+
+    manager = BackupManager(tmp_path / "backups")
+    manager.create_backup({"portfolio": {"BTC": 1.5}}, backup_type="manual")
+    assert BackupFreshnessCheck(manager, interval_hours=24).check().status is HealthStatus.GREEN
+    scheduled = BackupFreshnessCheck(manager, interval_hours=24, backup_type="scheduled").check()
+    assert scheduled.status is HealthStatus.RED
+    assert scheduled.message == "no scheduled backup found"
+    backup_id = manager.create_backup({"portfolio": {"BTC": 1.5}}, backup_type="scheduled")
+    fresh = BackupFreshnessCheck(manager, interval_hours=24, backup_type="scheduled").check()
+    assert fresh.status is HealthStatus.GREEN
+    assert fresh.details["backup_id"] == backup_id
+
+
 def test_only_damaged_backups_are_red_naming_the_damage(tmp_path: Path) -> None:
     """When every backup BackupManager lists is damaged, the check is RED naming the newest
     damaged backup and its problem, not "no backup found"."""

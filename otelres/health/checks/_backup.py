@@ -34,8 +34,10 @@ class BackupFreshnessCheck(HealthCheck):
 
     *manager* is a :class:`BackupSource` (default: ``otelres.backup.BackupManager()``
     built from the current configuration, created on first use); *interval_hours*
-    defaults to ``[backup] interval_hours``. ``details`` holds the newest backup's id and
-    age in hours.
+    defaults to ``[backup] interval_hours``. *backup_type* watches one type only, e.g.
+    ``"scheduled"`` so that a manual backup cannot hide a stalled scheduler (None, the
+    default, takes the newest backup of any type). ``details`` holds the newest backup's id
+    and age in hours.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class BackupFreshnessCheck(HealthCheck):
         manager: BackupSource | None = None,
         *,
         interval_hours: float | None = None,
+        backup_type: str | None = None,
         name: str = "backup",
         tags: Iterable[str] = ("backup",),
         clock: Callable[[], float] = time.time,
@@ -51,6 +54,7 @@ class BackupFreshnessCheck(HealthCheck):
             raise ValueError(f"interval_hours must be > 0, got {interval_hours!r}")
         self.manager = manager
         self.interval_hours = interval_hours
+        self.backup_type = backup_type
         self.name = name
         self.tags = frozenset(tags)
         self._clock = clock
@@ -63,10 +67,13 @@ class BackupFreshnessCheck(HealthCheck):
 
             interval = current().backup.interval_hours
         manager = self._manager()
-        latest = _latest(manager)
+        latest = _latest(manager, self.backup_type)
         details: dict[str, Any] = {"interval_hours": interval}
+        if self.backup_type is not None:
+            details["backup_type"] = self.backup_type
         if latest is None:
-            return HealthResult(self.name, HealthStatus.RED, _why_none(manager, details), details)
+            why = _why_none(manager, self.backup_type, details)
+            return HealthResult(self.name, HealthStatus.RED, why, details)
         age_hours = max(0.0, (self._clock() - _unix_time(latest.timestamp)) / 3600.0)
         details["backup_id"] = str(getattr(latest, "backup_id", ""))
         details["age"] = {"value": round(age_hours, 3), "unit": "h"}
@@ -143,22 +150,29 @@ class DiskSpaceCheck(HealthCheck):
         return HealthResult(self.name, status, text, details)
 
 
-def _latest(manager: Any) -> Any:
-    """The newest valid backup: ``latest_valid()`` when offered, else the first listed."""
+def _latest(manager: Any, backup_type: str | None) -> Any:
+    """The newest valid backup (of *backup_type* when given): ``latest_valid()`` when
+    offered, else the first listed."""
     latest_valid = getattr(manager, "latest_valid", None)
     if callable(latest_valid):
-        return latest_valid()
-    for backup in manager.list_backups():
+        return latest_valid() if backup_type is None else latest_valid(backup_type)
+    for backup in _listed(manager, backup_type):
         return backup
     return None
 
 
-def _why_none(manager: Any, details: dict[str, Any]) -> str:
+def _listed(manager: Any, backup_type: str | None) -> Iterable[Any]:
+    if backup_type is None:
+        return manager.list_backups()  # type: ignore[no-any-return]
+    return [b for b in manager.list_backups() if getattr(b, "backup_type", None) == backup_type]
+
+
+def _why_none(manager: Any, backup_type: str | None, details: dict[str, Any]) -> str:
     """Why there is no usable backup: none at all, or only damaged or incomplete ones
     (named in *details*, so "no backup" never hides a backup that needs attention)."""
-    unusable = [b for b in manager.list_backups() if getattr(b, "valid", True) is False]
+    unusable = [b for b in _listed(manager, backup_type) if getattr(b, "valid", True) is False]
     if not unusable:
-        return "no backup found"
+        return "no backup found" if backup_type is None else f"no {backup_type} backup found"
     newest = unusable[0]
     details["unusable"] = [
         {"backup_id": str(b.backup_id), "status": str(getattr(b, "status", "")),
