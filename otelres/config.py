@@ -263,6 +263,8 @@ class AlertRuleSettings:
     statistic: Literal["value", "count", "sum", "mean", "min", "max"] = "value"
     severity: str = "warning"
     summary: str = ""
+    resolved_summary: str = ""
+    """Summary template of the resolved notification (empty: ``no longer true: <summary>``)."""
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ def _rules(settings: AlertSettings, where: str, problems: list[str]) -> list[Ale
                 statistic=spec.statistic,
                 severity=spec.severity,
                 summary=spec.summary,
+                resolved_summary=spec.resolved_summary,
             )
         except ValueError as exc:
             problems.append(f"{key}: {exc}")

@@ -9,6 +9,9 @@ The webhook receives ``POST`` with ``Content-Type: application/json`` and the bo
      "value": 1.0, "comparison": "==", "threshold": 1, "started_at": "2026-01-31T12:00:00.000Z",
      "resolved_at": null, "fingerprint": "5f0c...", "notification": 1}
 
+``summary`` describes the notification's status: once resolved it reads ``"circuit breaker
+kraken is no longer open"`` (see :attr:`AlertRule.resolved_summary`), never the firing text.
+
 Webhook and e-mail deliveries are retried through otelres' own :class:`~otelres.resilience.Retry`
 on transient failures (connection errors, timeouts, HTTP 408/429/5xx, SMTP 4xx); permanent
 ones (HTTP 4xx, SMTP 5xx, a refused login) raise :class:`AlertDeliveryError` at once.
@@ -236,7 +239,8 @@ class EmailAlertHandler:
     * *username*, *password*: log in when given (the password is registered as a secret);
     * *timeout_seconds* per attempt, *max_attempts* or your own *retry*.
 
-    Subject: ``<subject_prefix> [FIRING] <name>: <summary>``. Raises
+    Subject: ``<subject_prefix> [FIRING] <name>: <summary>`` (``[RESOLVED]`` and the resolved
+    summary once it is over). Raises
     :class:`AlertDeliveryError` when delivery fails for good.
     """
 

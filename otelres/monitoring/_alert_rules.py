@@ -100,6 +100,11 @@ class AlertRule:
     """A ``str.format`` template with ``{name}``, ``{value}``, ``{threshold}``, ``{instrument}``
     and ``{labels[attribute.name]}``; empty: a readable default such as
     ``bot.orders.rejected{exchange=kraken} >= 3 (now 4)``."""
+    resolved_summary: str = ""
+    """The template of the *resolved* notification's summary (same fields, ``{value}`` being
+    the last value seen). Empty: ``no longer true: <summary>`` for a rule with a :attr:`summary`,
+    else a readable default such as ``bot.orders.rejected{exchange=kraken} >= 3 no longer
+    holds (now 1)``, so a resolved alert never reads as if it still fired."""
 
     def __post_init__(self) -> None:
         where = f"AlertRule {self.name!r}"
@@ -156,25 +161,37 @@ class AlertRule:
         """Whether *value* meets the condition."""
         return _COMPARE[self.comparison](value, self.threshold)
 
-    def describe(self, value: float | None, labels: Mapping[str, Any]) -> str:
-        """The summary of an alert of this rule for *value* and *labels*."""
-        if self.summary:
-            try:
-                return self.summary.format(
-                    name=self.name,
-                    value=value,
-                    threshold=self.threshold,
-                    instrument=self.instrument,
-                    labels=labels,
-                )
-            except (KeyError, IndexError, ValueError, AttributeError):
-                return self.summary
+    def describe(
+        self, value: float | None, labels: Mapping[str, Any], status: Literal["firing", "resolved"] = "firing"
+    ) -> str:
+        """The summary of a *status* notification of this rule for *value* and *labels*."""
+        if status == "resolved":
+            if self.resolved_summary:
+                return self._fill(self.resolved_summary, value, labels)
+            if self.summary:
+                return "no longer true: " + self._fill(self.summary, value, labels)
+        elif self.summary:
+            return self._fill(self.summary, value, labels)
         shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
         what = self.instrument if self.statistic == "value" else f"{self.statistic}({self.instrument})"
         if self.window_seconds is not None:
             what = f"increase of {what} over {self.window_seconds:g}s"
         current = "no value" if value is None else f"{value:g}"
-        return f"{what}{{{shown}}} {self.comparison} {self.threshold:g} (now {current})"
+        verdict = " no longer holds" if status == "resolved" else ""
+        return f"{what}{{{shown}}} {self.comparison} {self.threshold:g}{verdict} (now {current})"
+
+    def _fill(self, template: str, value: float | None, labels: Mapping[str, Any]) -> str:
+        """*template* filled in; as written when a field it names is missing or misformatted."""
+        try:
+            return template.format(
+                name=self.name,
+                value=value,
+                threshold=self.threshold,
+                instrument=self.instrument,
+                labels=labels,
+            )
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+            return template
 
 
 def _filter(values: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -214,6 +231,7 @@ def health_red(
         for_seconds=for_seconds,
         severity=severity,
         summary="health check {labels[health.check.name]} is RED",
+        resolved_summary="health check {labels[health.check.name]} is no longer RED",
     )
 
 
@@ -243,6 +261,7 @@ def breaker_open(
         for_seconds=for_seconds,
         severity=severity,
         summary="circuit breaker {labels[breaker.name]} is {labels[breaker.state]}",
+        resolved_summary="circuit breaker {labels[breaker.name]} is no longer {labels[breaker.state]}",
     )
 
 
@@ -255,7 +274,8 @@ class Alert:
     status: Literal["firing", "resolved"]
     severity: str
     summary: str
-    """The rule's summary filled in for this alert."""
+    """What happened, in words: the rule's summary filled in for a firing alert, its resolved
+    summary for a resolved one (``circuit breaker kraken is no longer open``)."""
     instrument: str
     labels: Mapping[str, Any]
     """The attributes of the series that fired (the breaker, the check, the exchange...)."""

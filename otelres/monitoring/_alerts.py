@@ -418,7 +418,7 @@ class AlertManager:
             name=rule.name,
             status=status,
             severity=rule.severity,
-            summary=rule.describe(series.value, labels),
+            summary=rule.describe(series.value, labels, status),
             instrument=rule.instrument,
             labels=labels,
             value=series.value,

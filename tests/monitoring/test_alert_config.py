@@ -93,6 +93,18 @@ def test_rule_filters_take_one_value_or_a_list(tmp_path: Path) -> None:
     assert not rule.matches({"exchange": "kraken", "market": "test"})
 
 
+def test_rule_summaries_come_from_the_file(tmp_path: Path) -> None:
+    """summary and resolved_summary in [[monitoring.alerts.rules]] shape the firing and resolved texts."""
+    config = _config(
+        tmp_path,
+        '[[monitoring.alerts.rules]]\nname = "lag"\ninstrument = "bot.lag"\n'
+        'summary = "feed lags"\nresolved_summary = "feed caught up"\n',
+    )
+    (rule,) = AlertManager.from_config(config, environ={}).rules  # type: ignore[arg-type]
+    assert rule.describe(9.0, {}) == "feed lags"
+    assert rule.describe(0.0, {}, "resolved") == "feed caught up"
+
+
 def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
     """Unset variables, a missing SMTP host and a refused rule are reported at once, by key."""
     text = """

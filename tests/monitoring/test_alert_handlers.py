@@ -360,6 +360,42 @@ def test_manager_notifies_webhook_and_email_end_to_end(
     assert subjects[1].startswith("[otelres] [RESOLVED] breaker_open:e2e_kraken")
 
 
+def test_resolved_notifications_say_the_condition_is_over(
+    receiver: WebhookReceiver, smtp: tuple[Controller, Inbox], stream: io.StringIO
+) -> None:
+    """Once a breaker closes again, the log line, webhook summary and e-mail subject say it is no longer open."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from otelres.monitoring import AlertManager, breaker_open
+    from otelres.resilience import CircuitBreaker
+
+    setup_logging(MonitoringSettings(), service_name="bot", stream=stream)
+    controller, inbox = smtp
+    manager = AlertManager(
+        [breaker_open("kraken_rs")],
+        [
+            LogAlertHandler(),
+            WebhookAlertHandler(receiver.url("/alerts")),
+            EmailAlertHandler("127.0.0.1", _port(controller), sender="bot@example.test",
+                              recipients=["ops@example.test"]),
+        ],
+    )
+    provider = MeterProvider(metric_readers=[manager.reader])
+    breaker = CircuitBreaker("kraken_rs", failure_threshold=1, meter_provider=provider)
+    with pytest.raises(ZeroDivisionError):
+        breaker.call(lambda: 1 / 0)
+    manager.evaluate()
+    breaker.reset()
+    manager.evaluate()
+    provider.shutdown()
+    summaries = [json.loads(body)["summary"] for _, _, body in receiver.requests]
+    assert summaries == ["circuit breaker kraken_rs is open", "circuit breaker kraken_rs is no longer open"]
+    subjects = [message["Subject"].strip() for _, _, message in inbox.messages]
+    assert subjects[1] == "[otelres] [RESOLVED] breaker_open:kraken_rs: circuit breaker kraken_rs is no longer open"
+    messages = [line["message"] for line in json_lines(stream) if line["logger"] == "otelres.alerts"]
+    assert messages[-1] == "alert breaker_open:kraken_rs resolved: circuit breaker kraken_rs is no longer open"
+
+
 @pytest.fixture(name="certificate", scope="module")
 def _certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (cert file, key file), made for these tests."""

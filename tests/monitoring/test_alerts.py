@@ -242,6 +242,41 @@ def test_breaker_open_fires_for_a_real_breaker(rig_factory: Callable[..., Rig]) 
     assert resolved.status == "resolved"
 
 
+def test_resolved_summaries_never_read_as_firing(rig_factory: Callable[..., Rig]) -> None:
+    """Resolved alerts use resolved_summary, else 'no longer true: <summary>', else '... no longer holds'."""
+    values = {(("exchange", "kraken"),): 9.0}
+    rig = rig_factory(
+        [
+            AlertRule("custom", "app.lag", ">", 5, summary="{labels[exchange]} lags {value:g}s"),
+            AlertRule("own", "app.lag", ">", 5, summary="{labels[exchange]} lags",
+                      resolved_summary="{labels[exchange]} caught up ({value:g}s)"),
+            AlertRule("plain", "app.lag", ">", 5),
+        ]
+    )
+    rig.gauge("app.lag", values)
+    firing = {a.name: a.summary for a in rig.step()}
+    assert firing == {"custom": "kraken lags 9s", "own": "kraken lags",
+                      "plain": "app.lag{exchange=kraken} > 5 (now 9)"}
+    values[(("exchange", "kraken"),)] = 1.0
+    resolved = {a.name: (a.status, a.summary) for a in rig.step(1)}
+    assert resolved == {
+        "custom": ("resolved", "no longer true: kraken lags 1s"),
+        "own": ("resolved", "kraken caught up (1s)"),
+        "plain": ("resolved", "app.lag{exchange=kraken} > 5 no longer holds (now 1)"),
+    }
+
+
+def test_health_red_resolves_as_no_longer_red(rig_factory: Callable[..., Rig]) -> None:
+    """health_red's resolved notification says the check is no longer RED."""
+    values = {(("health.check.name", "redis"),): 2.0}
+    rig = rig_factory([health_red(for_seconds=0)])
+    rig.gauge("otelres.health.status", values)
+    (alert,) = rig.step()
+    values[(("health.check.name", "redis"),)] = 0.0
+    (resolved,) = rig.step(1)
+    assert (alert.summary, resolved.summary) == ("health check redis is RED", "health check redis is no longer RED")
+
+
 def test_disappearing_series_resolves(rig_factory: Callable[..., Rig]) -> None:
     """An alert whose series is no longer reported is resolved."""
     values = {(("queue", "a"),): 9.0}
