@@ -97,6 +97,28 @@ def test_instrument_client_traces_one_instance_only(
     assert telemetry.spans() == []
 
 
+def test_instrument_client_options_belong_to_that_client(
+    fresh_exchange: ExchangeServer, telemetry: TelemetryCapture
+) -> None:
+    """resilience=False for one client leaves a client instrumented later with retries."""
+    from otelres.testing import Fault
+
+    use_config()
+    bare, guarded = fresh_exchange.client("kraken"), fresh_exchange.client("kraken")
+    CcxtInstrumentor.instrument_client(bare, resilience=False)
+    CcxtInstrumentor.instrument_client(guarded)
+    try:
+        fresh_exchange.inject(Fault("http", status=503, venue="kraken", times=1))
+        with pytest.raises(ccxt.ExchangeNotAvailable):
+            bare.fetch_time()
+        fresh_exchange.inject(Fault("http", status=503, venue="kraken", times=1))
+        assert guarded.fetch_time() > 0
+    finally:
+        CcxtInstrumentor.uninstrument_client(bare)
+        CcxtInstrumentor.uninstrument_client(guarded)
+    assert fresh_exchange.count(path="/0/public/Time") == 3
+
+
 async def test_instrument_client_works_for_async_clients(
     exchange: ExchangeServer, telemetry: TelemetryCapture
 ) -> None:

@@ -314,6 +314,56 @@ async def test_the_rate_limit_holds_for_async_clients(
     assert elapsed < 5.0
 
 
+def test_clients_instrumented_either_way_share_one_budget(
+    instrument: Any, fresh_exchange: ExchangeServer
+) -> None:
+    """A client under instrument() and one under instrument_client() take from one rate limit."""
+    from otelres_instrumentation_ccxt import CcxtInstrumentor
+
+    use_config(rate_limits={"kraken": 10}, rate_limit_burst_seconds=0.2)
+    instrument()
+    shared = fresh_exchange.client("kraken")
+    alone = fresh_exchange.client("kraken")
+    for client in (shared, alone):
+        client.load_markets()
+    CcxtInstrumentor.instrument_client(alone)
+    try:
+        started = time.monotonic()
+        for n in range(8):
+            (shared if n % 2 else alone).fetch_time()
+        elapsed = time.monotonic() - started
+    finally:
+        CcxtInstrumentor.uninstrument_client(alone)
+    # 8 requests, 2 in the bucket, 10 per second: at least 0.6 s, or the budget was doubled.
+    assert elapsed >= 0.55
+
+
+def test_guards_follow_a_new_configuration(
+    instrument: Any, fresh_exchange: ExchangeServer
+) -> None:
+    """Clients instrumented before the configuration changes get the new rate limit."""
+    from otelres_instrumentation_ccxt import CcxtInstrumentor
+
+    use_config()
+    instrument()
+    client = fresh_exchange.client("kraken")
+    alone = fresh_exchange.client("kraken")
+    for c in (client, alone):
+        c.load_markets()
+    CcxtInstrumentor.instrument_client(alone)
+    try:
+        assert _guard("kraken").limiter is None
+        use_config(rate_limits={"kraken": 10}, rate_limit_burst_seconds=0.2)
+        started = time.monotonic()
+        for n in range(6):
+            (client if n % 2 else alone).fetch_time()
+        elapsed = time.monotonic() - started
+    finally:
+        CcxtInstrumentor.uninstrument_client(alone)
+    assert _guard("kraken").limiter is not None
+    assert elapsed >= 0.35, "6 requests, 2 in the bucket, 10 per second"
+
+
 # --------------------------------------------------------------------------- events on the call span
 def test_guard_events_land_on_the_call_span(
     instrument: Any, fresh_exchange: ExchangeServer, telemetry: TelemetryCapture

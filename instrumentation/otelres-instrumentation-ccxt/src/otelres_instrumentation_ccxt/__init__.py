@@ -69,7 +69,8 @@ _CCXT_LOGGERS = (
 )
 _lock = threading.Lock()
 _class_patcher: ClassPatcher | None = None
-_client_runtime: _runtime.Runtime | None = None
+# Runtimes of clients instrumented one by one, by the options they were asked for.
+_client_runtimes: dict[tuple[Any, ...], _runtime.Runtime] = {}
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -84,20 +85,26 @@ def _env_flag(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false; got {value!r}")
 
 
+def _options(kwargs: dict[str, Any]) -> tuple[Any, Any, bool, bool]:
+    """(tracer_provider, meter_provider, resilience, safe_order_retry) asked for."""
+    resilience = kwargs.get("resilience")
+    safe = kwargs.get("safe_order_retry")
+    return (
+        kwargs.get("tracer_provider"),
+        kwargs.get("meter_provider"),
+        _env_flag("OTELRES_CCXT_RESILIENCE", True) if resilience is None else bool(resilience),
+        _env_flag("OTELRES_CCXT_SAFE_ORDER_RETRY", False) if safe is None else bool(safe),
+    )
+
+
 def _runtime_from(kwargs: dict[str, Any]) -> _runtime.Runtime:
     from otelres_instrumentation_ccxt._guard import GuardOptions
 
-    resilience = kwargs.get("resilience")
-    safe = kwargs.get("safe_order_retry")
-    options = GuardOptions(
-        resilience=_env_flag("OTELRES_CCXT_RESILIENCE", True) if resilience is None
-        else bool(resilience),
-        safe_order_retry=_env_flag("OTELRES_CCXT_SAFE_ORDER_RETRY", False) if safe is None
-        else bool(safe),
-    )
+    tracer_provider, meter_provider, resilience, safe = _options(kwargs)
+    options = GuardOptions(resilience=resilience, safe_order_retry=safe)
     return _runtime.Runtime(
-        tracer_provider=kwargs.get("tracer_provider"),
-        meter_provider=kwargs.get("meter_provider"),
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
         guard_factory=options.factory(),
     )
 
@@ -145,17 +152,18 @@ class CcxtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def instrument_client(exchange: Any, **kwargs: Any) -> None:
         """Instrument one ccxt *exchange* instance (sync, async or pro), leaving others alone.
 
-        Takes the same keyword options as ``instrument()``; the first call decides
-        them for every client instrumented this way. Instrumenting a client twice does
-        nothing.
+        Takes the same keyword options as ``instrument()``, for this client (clients
+        instrumented with the same options share one runtime; every client of an
+        exchange shares its breaker and rate limit whatever the options). Instrumenting
+        a client twice does nothing: uninstrument it first to change its options.
         """
-        global _client_runtime
         from otelres_instrumentation_ccxt._patcher import instrument_instance
 
+        key = _options(kwargs)
         with _lock:
-            if _client_runtime is None:
-                _client_runtime = _runtime_from(kwargs)
-            runtime = _client_runtime
+            runtime = _client_runtimes.get(key)
+            if runtime is None:
+                runtime = _client_runtimes[key] = _runtime_from(kwargs)
         instrument_instance(exchange, lambda: runtime)
 
     @staticmethod
@@ -169,7 +177,14 @@ class CcxtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def guard(exchange_id: str) -> ExchangeGuard | None:
         """The resilience guard (breaker, retries, limiter) in force for *exchange_id*.
 
-        None while not instrumented or with ``resilience=False``.
+        The instrumentor's while it is on (None with ``resilience=False``); otherwise that
+        of clients instrumented one by one with resilience on; None when there is none.
         """
-        runtime = _runtime.current() or _client_runtime
-        return None if runtime is None else runtime.guard(exchange_id)
+        runtime = _runtime.current()
+        if runtime is not None:
+            return runtime.guard(exchange_id)
+        for runtime in list(_client_runtimes.values()):
+            guard = runtime.guard(exchange_id)
+            if guard is not None:
+                return guard
+        return None

@@ -16,7 +16,8 @@ For exchange ``kraken`` the guard holds:
   order is resent only when the lookup says it does not exist;
 * the rate limiter ``kraken`` when ``[resilience.rate_limits]`` names it (or
   ``default``), in ccxt cost units per second, taken per HTTP request by the ``fetch2``
-  hook (see :mod:`._wrappers`).
+  hook (see :mod:`._wrappers`); one limiter per exchange and configuration, shared by
+  every client of that exchange however it was instrumented.
 
 Every other method (``cancel_*``, ``edit_order``, ``withdraw``, ``transfer``, and
 ``create_order`` without safe order retry) goes through the breaker once, never retried.
@@ -25,6 +26,7 @@ Every other method (``cancel_*``, ``edit_order``, ``withdraw``, ``transfer``, an
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -101,7 +103,7 @@ class ExchangeGuard:
         import ccxt
 
         from otelres import config
-        from otelres.resilience import RateLimiter, Retry, get_breaker
+        from otelres.resilience import Retry, get_breaker
 
         transient = (ccxt.OperationFailed,)
         settings = config.current().resilience
@@ -135,11 +137,8 @@ class ExchangeGuard:
                 idempotent=False,
                 retry_safe=_order_absent,
             )
-        limiter = None
-        if settings.rate_limit(exchange_id) is not None:
-            limiter = RateLimiter.from_config(exchange_id)
         return cls(exchange_id, breaker=breaker, read_retry=read_retry,
-                   order_retry=order_retry, limiter=limiter)
+                   order_retry=order_retry, limiter=_shared_limiter(exchange_id))
 
     # ------------------------------------------------------------------ running calls
     def run(self, call: Call, original: Callable[..., Any], args: tuple[Any, ...],
@@ -196,6 +195,30 @@ class ExchangeGuard:
             if attempt.found is not None:
                 return attempt.found
             raise
+
+
+# One exchange API key is one budget: every guard of an exchange (the instrumentor's, those
+# of clients instrumented one by one, those built after re-instrumenting) takes its tokens
+# from one limiter, rebuilt only when the configuration changes.
+_limiters: dict[str, tuple[object, RateLimiter]] = {}
+_limiters_lock = threading.Lock()
+
+
+def _shared_limiter(exchange_id: str) -> RateLimiter | None:
+    """The rate limiter of *exchange_id* under the current configuration, or None."""
+    from otelres import config
+    from otelres.resilience import RateLimiter
+
+    current = config.current()
+    if current.resilience.rate_limit(exchange_id) is None:
+        return None
+    with _limiters_lock:
+        cached = _limiters.get(exchange_id)
+        if cached is not None and cached[0] is current:
+            return cached[1]
+        limiter = RateLimiter.from_config(exchange_id)
+        _limiters[exchange_id] = (current, limiter)
+        return limiter
 
 
 # --------------------------------------------------------------------------- retry hooks

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 
+from otelres import config
 from otelres_instrumentation_ccxt._redact import clean_text
 from otelres_instrumentation_ccxt.version import __version__
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
     from opentelemetry.util.types import AttributeValue
 
+    from otelres.config import Config
     from otelres_instrumentation_ccxt._guard import ExchangeGuard, GuardFactory
 
 __all__ = ["INSTRUMENTATION_NAME", "SCHEMA_URL", "Runtime", "current", "set_current"]
@@ -71,27 +73,34 @@ class Runtime:
         self.operation_failed: type[BaseException] = ccxt.OperationFailed
         self.resilience_error: type[BaseException] = ResilienceError
         self._guard_factory = guard_factory
-        self._guards: dict[str, ExchangeGuard | None] = {}
+        self._guards: dict[str, tuple[Config, ExchangeGuard | None]] = {}
         self._attrs_cache: dict[tuple[str, str, str, str], dict[str, AttributeValue]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ guards
     def guard(self, exchange_id: str) -> ExchangeGuard | None:
-        """The resilience guard of *exchange_id* (built from config on first use), or None."""
-        try:
-            return self._guards[exchange_id]
-        except KeyError:
-            pass
+        """The resilience guard of *exchange_id*, or None.
+
+        Built from the current configuration on first use, and again whenever that
+        configuration is replaced (``otelres.configure()``, ``config.set_current()``), so
+        clients instrumented before a reconfiguration follow it.
+        """
+        current = config.current()
+        entry = self._guards.get(exchange_id)
+        if entry is not None and entry[0] is current:
+            return entry[1]
         with self._lock:
-            if exchange_id not in self._guards:
+            entry = self._guards.get(exchange_id)
+            if entry is None or entry[0] is not current:
                 factory = self._guard_factory
-                self._guards[exchange_id] = None if factory is None else factory(exchange_id)
-            return self._guards[exchange_id]
+                entry = (current, None if factory is None else factory(exchange_id))
+                self._guards[exchange_id] = entry
+            return entry[1]
 
     def guards(self) -> dict[str, ExchangeGuard]:
         """The guards built so far, by exchange id."""
         with self._lock:
-            return {k: v for k, v in self._guards.items() if v is not None}
+            return {k: v for k, (_, v) in self._guards.items() if v is not None}
 
     # ------------------------------------------------------------------ outcomes
     def outcome(self, exc: BaseException | None) -> str:
