@@ -238,8 +238,33 @@ class AlertManager:
     def evaluate(self) -> list[Alert]:
         """Collect from the pipeline now, evaluate every rule, notify; the notifications sent.
 
-        Raises ``RuntimeError`` when :attr:`reader` is not registered on a ``MeterProvider``.
+        Blocks until every handler is done, so from async code, where it would hold the
+        event loop through a webhook's timeouts and retries, await :meth:`evaluate_async`
+        instead. Raises ``RuntimeError`` when :attr:`reader` is not registered on a
+        ``MeterProvider``.
         """
+        received = self._collect()
+        self._dispatch(received)
+        return received
+
+    async def evaluate_async(self) -> list[Alert]:
+        """:meth:`evaluate` for async code: the event loop keeps running throughout.
+
+        The collection and every plain handler (webhook, e-mail, your function) run in
+        worker threads (``asyncio.to_thread``), and an ``async def`` handler is awaited on
+        the running loop. Handlers run side by side, each getting the notifications in
+        order; this returns the notifications once every handler is done. A failing
+        handler is logged and counted, and never stops the others.
+        """
+        received = await asyncio.to_thread(self._collect)
+        if received:
+            with self._state_lock:
+                handlers = list(self._handlers)
+            await asyncio.gather(*(self._deliver_async(h, received) for h in handlers))
+        return received
+
+    def _collect(self) -> list[Alert]:
+        """Collect from the pipeline and step every rule; the notifications due (not sent)."""
         # The SDK's own collect() only logs a warning for an unregistered reader.
         if getattr(self.reader, "_collect", True) is None:
             raise RuntimeError(
@@ -256,7 +281,6 @@ class AlertManager:
             received = self._take_received()
             if received is None:  # the SDK reported no metric at all: every series is gone
                 received = self._process(None)
-        self._dispatch(received)
         return received
 
     def _take_received(self) -> list[Alert] | None:
@@ -473,6 +497,23 @@ class AlertManager:
         """Notify *handler* of each alert in turn (firing before resolved, as they came)."""
         for alert in notifications:
             self._notify(handler, alert)
+
+    async def _deliver_async(self, handler: AlertHandler, notifications: list[Alert]) -> None:
+        """Notify *handler* of each alert in turn without blocking the running loop.
+
+        The handler is called in a worker thread; an awaitable it returns (an ``async def``
+        handler's coroutine) is awaited here, on the loop.
+        """
+        name = _handler_name(handler)
+        for alert in notifications:
+            try:
+                result = await asyncio.to_thread(handler, alert)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self._handled(name, alert, failed=True)
+            else:
+                self._handled(name, alert, failed=False)
 
     def _notify(self, handler: AlertHandler, alert: Alert) -> None:
         """Call one handler; an awaitable it returns is run to completion or scheduled.

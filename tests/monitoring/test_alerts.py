@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -473,3 +474,57 @@ def test_a_prometheus_spelled_instrument_gets_a_did_you_mean_warning_once(
         "otelres: alert rule 'rejects' watches 'app_orders_rejected_total', which this pipeline "
         "does not report; rules use OpenTelemetry names: did you mean 'app.orders.rejected'?"
     ]
+
+
+async def test_evaluate_async_keeps_the_event_loop_running(rig_factory: Callable[..., Rig]) -> None:
+    """While a slow plain handler delivers, evaluate_async lets other tasks of the loop run."""
+    rig = rig_factory([AlertRule("errors", "app.errors", ">", 0)])
+    rig.metrics.increment("app.errors")
+
+    def slow(alert: Alert) -> None:
+        time.sleep(0.4)  # a webhook sitting through its timeout
+
+    rig.manager.add_handler(slow)
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beating = asyncio.create_task(heartbeat())
+    try:
+        sent = await rig.manager.evaluate_async()
+    finally:
+        beating.cancel()
+    assert [a.name for a in sent] == ["errors"]
+    assert len(rig.sent) == 1
+    assert ticks >= 10  # about 40 if the loop never stalled; 0 with the blocking evaluate()
+
+
+async def test_evaluate_async_awaits_async_handlers_and_survives_failures(
+    rig_factory: Callable[..., Rig], telemetry: TelemetryCapture
+) -> None:
+    """An async def handler is awaited before evaluate_async returns, and a failing handler stops no other."""
+    rig = rig_factory([AlertRule("errors", "app.errors", ">", 0)])
+    rig.metrics.increment("app.errors")
+    awaited: list[str] = []
+
+    def broken(alert: Alert) -> None:
+        raise RuntimeError("handler down")
+
+    async def pager(alert: Alert) -> None:
+        await asyncio.sleep(0.01)
+        awaited.append(alert.name)
+
+    rig.manager.add_handler(broken)
+    rig.manager.add_handler(pager)
+    await rig.manager.evaluate_async()
+    assert awaited == ["errors"]
+    assert len(rig.sent) == 1
+    outcomes = sorted(
+        (p.attributes["alert.handler"], p.attributes["alert.outcome"])
+        for p in telemetry.points("otelres.alerts.notifications")
+    )
+    assert outcomes == [("append", "success"), ("broken", "failure"), ("pager", "success")]
