@@ -122,6 +122,30 @@ async def test_async_private_calls_leak_nothing_either(
     assert [(v, t) for t in recorded for v in secrets if v in t] == []
 
 
+def test_a_client_instrumented_alone_leaks_nothing_to_logs(
+    fresh_exchange: ExchangeServer, telemetry: TelemetryCapture, log_lines: _Lines
+) -> None:
+    """With only instrument_client in use, ccxt's DEBUG lines are cleaned too, while it lasts."""
+    from otelres_instrumentation_ccxt import CcxtInstrumentor
+
+    use_config()
+    client = fresh_exchange.client("binance")
+    client.load_markets()
+    CcxtInstrumentor.instrument_client(client)
+    try:
+        client.fetch_balance()
+    finally:
+        CcxtInstrumentor.uninstrument_client(client)
+    credentials = fresh_exchange.credentials("binance")
+    secrets = {credentials.api_key, credentials.secret}
+    secrets |= {r.signature for r in fresh_exchange.requests if r.signature}
+    assert any("signature=***, Request" in line for line in log_lines.lines)
+    assert [(v, t) for t in _everything_recorded(telemetry, log_lines) for v in secrets
+            if v in t] == []
+    filters = logging.getLogger("ccxt.base.exchange").filters
+    assert not any(type(f).__name__ == "CcxtLogRedactor" for f in filters)
+
+
 def test_instrumented_clients_keep_the_real_error_message(
     instrumented: Any, fresh_exchange: ExchangeServer
 ) -> None:

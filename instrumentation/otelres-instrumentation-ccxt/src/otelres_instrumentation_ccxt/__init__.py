@@ -71,6 +71,9 @@ _lock = threading.Lock()
 _class_patcher: ClassPatcher | None = None
 # Runtimes of clients instrumented one by one, by the options they were asked for.
 _client_runtimes: dict[tuple[Any, ...], _runtime.Runtime] = {}
+# Clients instrumented one by one and not uninstrumented yet: while there are any (or the
+# instrumentor is on), ccxt's log lines are cleaned.
+_single_clients = 0
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -83,6 +86,20 @@ def _env_flag(name: str, default: bool) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false; got {value!r}")
+
+
+def _redact_logs(on: bool) -> None:
+    """Put the credential-cleaning filter on ccxt's loggers (once), or take it off."""
+    from otelres_instrumentation_ccxt._redact import CcxtLogRedactor
+
+    for name in _CCXT_LOGGERS:
+        logger = logging.getLogger(name)
+        present = [f for f in logger.filters if isinstance(f, CcxtLogRedactor)]
+        if on and not present:
+            logger.addFilter(CcxtLogRedactor())
+        elif not on:
+            for log_filter in present:
+                logger.removeFilter(log_filter)
 
 
 def _options(kwargs: dict[str, Any]) -> tuple[Any, Any, bool, bool]:
@@ -123,29 +140,20 @@ class CcxtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         global _class_patcher
         from otelres_instrumentation_ccxt._patcher import ClassPatcher
-        from otelres_instrumentation_ccxt._redact import CcxtLogRedactor
 
         with _lock:
             _runtime.set_current(_runtime_from(kwargs))
             if _class_patcher is None:
                 _class_patcher = ClassPatcher(_runtime.current)
             _class_patcher.patch()
-            for name in _CCXT_LOGGERS:
-                logger = logging.getLogger(name)
-                if not any(isinstance(f, CcxtLogRedactor) for f in logger.filters):
-                    logger.addFilter(CcxtLogRedactor())
+            _redact_logs(True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        from otelres_instrumentation_ccxt._redact import CcxtLogRedactor
-
         with _lock:
             if _class_patcher is not None:
                 _class_patcher.unpatch()
             _runtime.set_current(None)
-            for name in _CCXT_LOGGERS:
-                logger = logging.getLogger(name)
-                for log_filter in [f for f in logger.filters if isinstance(f, CcxtLogRedactor)]:
-                    logger.removeFilter(log_filter)
+            _redact_logs(_single_clients > 0)
 
     # ------------------------------------------------------------------ single clients
     @staticmethod
@@ -159,19 +167,26 @@ class CcxtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         """
         from otelres_instrumentation_ccxt._patcher import instrument_instance
 
+        global _single_clients
         key = _options(kwargs)
         with _lock:
             runtime = _client_runtimes.get(key)
             if runtime is None:
                 runtime = _client_runtimes[key] = _runtime_from(kwargs)
-        instrument_instance(exchange, lambda: runtime)
+            if instrument_instance(exchange, lambda: runtime):
+                _single_clients += 1
+                _redact_logs(True)
 
     @staticmethod
     def uninstrument_client(exchange: Any) -> None:
         """Undo :meth:`instrument_client` for *exchange* (nothing happens if it was not)."""
+        global _single_clients
         from otelres_instrumentation_ccxt._patcher import uninstrument_instance
 
-        uninstrument_instance(exchange)
+        with _lock:
+            if uninstrument_instance(exchange):
+                _single_clients -= 1
+                _redact_logs(_single_clients > 0 or _runtime.current() is not None)
 
     @staticmethod
     def guard(exchange_id: str) -> ExchangeGuard | None:

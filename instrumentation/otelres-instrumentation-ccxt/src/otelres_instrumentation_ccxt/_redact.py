@@ -22,7 +22,7 @@ _SECRET_PARAMS = (
     "signature|sign|api_?key|apikey|key|secret|password|passphrase|token|access_?token"
     "|nonce|otp|twofa|uid|auth|authorization"
 )
-_QUERY = re.compile(rf"(?i)(?<![a-z0-9_])({_SECRET_PARAMS})=([^&\s'\"]*)")
+_QUERY = re.compile(rf"(?i)(?<![a-z0-9_])({_SECRET_PARAMS})=([^&\s'\",]*)")
 # Header names as they appear in dict reprs, JSON and "Name: value" lines.
 _SECRET_HEADERS = (
     "api-key|api-sign|x-mbx-apikey|cb-access-key|cb-access-sign|cb-access-passphrase"
