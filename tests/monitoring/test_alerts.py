@@ -507,7 +507,7 @@ async def test_evaluate_async_awaits_async_handlers_and_survives_failures(
     rig_factory: Callable[..., Rig], telemetry: TelemetryCapture
 ) -> None:
     """An async def handler is awaited before evaluate_async returns, and a failing handler stops no other."""
-    rig = rig_factory([AlertRule("errors", "app.errors", ">", 0)])
+    rig = rig_factory([AlertRule("async_errors", "app.errors", ">", 0)])
     rig.metrics.increment("app.errors")
     awaited: list[str] = []
 
@@ -521,10 +521,10 @@ async def test_evaluate_async_awaits_async_handlers_and_survives_failures(
     rig.manager.add_handler(broken)
     rig.manager.add_handler(pager)
     await rig.manager.evaluate_async()
-    assert awaited == ["errors"]
+    assert awaited == ["async_errors"]
     assert len(rig.sent) == 1
     outcomes = sorted(
         (p.attributes["alert.handler"], p.attributes["alert.outcome"])
-        for p in telemetry.points("otelres.alerts.notifications")
+        for p in telemetry.points("otelres.alerts.notifications", {"alert.name": "async_errors"})
     )
     assert outcomes == [("append", "success"), ("broken", "failure"), ("pager", "success")]
