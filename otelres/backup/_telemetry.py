@@ -115,10 +115,19 @@ _histograms: weakref.WeakKeyDictionary[Any, Histogram] = weakref.WeakKeyDictiona
 _global_histogram: list[Histogram] = []
 
 
+# The newest manager of each storage location stays referenced, so the freshness gauges
+# outlive the throw-away managers of the seed's usage (`BackupManager().create_backup(...)`):
+# a staleness alert must still see the last success after the manager is gone. Bounded by
+# the number of distinct backup locations.
+_kept: dict[tuple[str, int | None], Observed] = {}
+
+
 def publish(manager: Observed, meter_provider: MeterProvider | None) -> None:
     """Report *manager* through the observable instruments of *meter_provider*."""
     try:
         _MANAGERS.add(manager, meter_provider)
+        key = (manager._telemetry_location(), None if meter_provider is None else id(meter_provider))
+        _kept[key] = manager
     except Exception:
         _log.exception("otelres: could not register backup metrics")
 

@@ -61,6 +61,17 @@ def test_metrics_come_from_storage_after_a_restart(backup_dir: Path, capture: Te
     assert manager.location == str(backup_dir)
 
 
+def test_gauges_outlive_a_throw_away_manager(backup_dir: Path, capture: TelemetryCapture) -> None:
+    """The seed's `BackupManager().create_backup(...)` leaves last_success published after the
+    manager is garbage collected, so a staleness alert keeps seeing it."""
+    import gc
+
+    created = _manager(backup_dir, capture).create_backup({"n": 1}, backup_type="daily")
+    gc.collect()
+    when = BackupManager(backup_dir).get_backup(created).timestamp.timestamp()
+    assert capture.value("otelres.backup.last_success", **{"backup.type": "daily"}) == when
+
+
 def test_failure_metrics_and_span(backup_dir: Path, capture: TelemetryCapture) -> None:
     """A backup refused for bad input counts as a failure, with error.type on its duration and an ERROR span."""
     manager = _manager(backup_dir, capture)
