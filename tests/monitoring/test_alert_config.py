@@ -10,6 +10,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from otelres.config import ConfigError, load_config
 from otelres.monitoring import (
     AlertManager,
+    AlertRule,
     EmailAlertHandler,
     LogAlertHandler,
     MetricsCollector,
@@ -51,6 +52,13 @@ def _config(tmp_path: Path, text: str) -> object:
     return load_config(path, environ={})
 
 
+def _one_rule(tmp_path: Path, body: str) -> AlertRule:
+    """The rule a config.toml holding one [[monitoring.alerts.rules]] table with *body* gives."""
+    config = _config(tmp_path, "[[monitoring.alerts.rules]]\n" + body)
+    (rule,) = AlertManager.from_config(config, environ={}).rules  # type: ignore[arg-type]
+    return rule
+
+
 def test_rules_and_handlers_come_from_the_file(tmp_path: Path) -> None:
     """The section's rules, handlers and timings make up the manager."""
     manager = AlertManager.from_config(_config(tmp_path, CONFIG), environ=ENV)  # type: ignore[arg-type]
@@ -82,12 +90,11 @@ def test_configured_rule_fires(tmp_path: Path) -> None:
 
 def test_rule_filters_take_one_value_or_a_list(tmp_path: Path) -> None:
     """attributes and exclude in [[monitoring.alerts.rules]] accept a value or a list of values."""
-    config = _config(
+    rule = _one_rule(
         tmp_path,
-        '[[monitoring.alerts.rules]]\nname = "rejects"\ninstrument = "bot.orders.rejected"\n'
+        'name = "rejects"\ninstrument = "bot.orders.rejected"\n'
         'attributes = { exchange = ["kraken", "binance"] }\nexclude = { market = "test" }\n',
     )
-    (rule,) = AlertManager.from_config(config, environ={}).rules  # type: ignore[arg-type]
     assert rule.matches({"exchange": "binance", "market": "spot"})
     assert not rule.matches({"exchange": "coinbase", "market": "spot"})
     assert not rule.matches({"exchange": "kraken", "market": "test"})
@@ -95,12 +102,9 @@ def test_rule_filters_take_one_value_or_a_list(tmp_path: Path) -> None:
 
 def test_rule_summaries_come_from_the_file(tmp_path: Path) -> None:
     """summary and resolved_summary in [[monitoring.alerts.rules]] shape the firing and resolved texts."""
-    config = _config(
-        tmp_path,
-        '[[monitoring.alerts.rules]]\nname = "lag"\ninstrument = "bot.lag"\n'
-        'summary = "feed lags"\nresolved_summary = "feed caught up"\n',
+    rule = _one_rule(
+        tmp_path, 'name = "lag"\ninstrument = "bot.lag"\nsummary = "feed lags"\nresolved_summary = "feed caught up"\n'
     )
-    (rule,) = AlertManager.from_config(config, environ={}).rules  # type: ignore[arg-type]
     assert rule.describe(9.0, {}) == "feed lags"
     assert rule.describe(0.0, {}, "resolved") == "feed caught up"
 

@@ -320,31 +320,16 @@ def test_log_handler_writes_a_record_per_notification(stream: io.StringIO) -> No
     assert resolved["level"] == "INFO"
 
 
-def test_manager_notifies_webhook_and_email_end_to_end(
-    receiver: WebhookReceiver, smtp: tuple[Controller, Inbox]
-) -> None:
-    """A breaker rule fires and resolves through a dead webhook, a live webhook and e-mail alike."""
+def _breaker_opens_and_closes(breaker_name: str, handlers: list[Any], **options: Any) -> None:
+    """A breaker_open manager with *handlers* sees breaker *breaker_name* open, then close again."""
     from opentelemetry.sdk.metrics import MeterProvider
 
     from otelres.monitoring import AlertManager, breaker_open
     from otelres.resilience import CircuitBreaker
 
-    controller, inbox = smtp
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead_port = sock.getsockname()[1]
-    manager = AlertManager(
-        [breaker_open("e2e_kraken")],
-        [
-            WebhookAlertHandler(f"http://127.0.0.1:{dead_port}/down", max_attempts=2),
-            WebhookAlertHandler(receiver.url("/alerts")),
-            EmailAlertHandler("127.0.0.1", _port(controller), sender="bot@example.test",
-                              recipients=["ops@example.test"]),
-        ],
-        service_name="bot",
-    )
+    manager = AlertManager([breaker_open(breaker_name)], handlers, **options)
     provider = MeterProvider(metric_readers=[manager.reader])
-    breaker = CircuitBreaker("e2e_kraken", failure_threshold=1, meter_provider=provider)
+    breaker = CircuitBreaker(breaker_name, failure_threshold=1, meter_provider=provider)
     with pytest.raises(ZeroDivisionError):
         breaker.call(lambda: 1 / 0)
     with no_backoff():
@@ -352,6 +337,25 @@ def test_manager_notifies_webhook_and_email_end_to_end(
         breaker.reset()
         manager.evaluate()
     provider.shutdown()
+
+
+def _email_handler(controller: Controller) -> EmailAlertHandler:
+    return EmailAlertHandler(
+        "127.0.0.1", _port(controller), sender="bot@example.test", recipients=["ops@example.test"]
+    )
+
+
+def test_manager_notifies_webhook_and_email_end_to_end(
+    receiver: WebhookReceiver, smtp: tuple[Controller, Inbox]
+) -> None:
+    """A breaker rule fires and resolves through a dead webhook, a live webhook and e-mail alike."""
+    controller, inbox = smtp
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    dead = WebhookAlertHandler(f"http://127.0.0.1:{dead_port}/down", max_attempts=2)
+    handlers = [dead, WebhookAlertHandler(receiver.url("/alerts")), _email_handler(controller)]
+    _breaker_opens_and_closes("e2e_kraken", handlers, service_name="bot")
     statuses = [json.loads(body)["status"] for path, _, body in receiver.requests]
     assert statuses == ["firing", "resolved"]
     assert json.loads(receiver.requests[0][2])["labels"]["breaker.name"] == "e2e_kraken"
@@ -364,30 +368,10 @@ def test_resolved_notifications_say_the_condition_is_over(
     receiver: WebhookReceiver, smtp: tuple[Controller, Inbox], stream: io.StringIO
 ) -> None:
     """Once a breaker closes again, the log line, webhook summary and e-mail subject say it is no longer open."""
-    from opentelemetry.sdk.metrics import MeterProvider
-
-    from otelres.monitoring import AlertManager, breaker_open
-    from otelres.resilience import CircuitBreaker
-
     setup_logging(MonitoringSettings(), service_name="bot", stream=stream)
     controller, inbox = smtp
-    manager = AlertManager(
-        [breaker_open("kraken_rs")],
-        [
-            LogAlertHandler(),
-            WebhookAlertHandler(receiver.url("/alerts")),
-            EmailAlertHandler("127.0.0.1", _port(controller), sender="bot@example.test",
-                              recipients=["ops@example.test"]),
-        ],
-    )
-    provider = MeterProvider(metric_readers=[manager.reader])
-    breaker = CircuitBreaker("kraken_rs", failure_threshold=1, meter_provider=provider)
-    with pytest.raises(ZeroDivisionError):
-        breaker.call(lambda: 1 / 0)
-    manager.evaluate()
-    breaker.reset()
-    manager.evaluate()
-    provider.shutdown()
+    handlers = [LogAlertHandler(), WebhookAlertHandler(receiver.url("/alerts")), _email_handler(controller)]
+    _breaker_opens_and_closes("kraken_rs", handlers)
     summaries = [json.loads(body)["summary"] for _, _, body in receiver.requests]
     assert summaries == ["circuit breaker kraken_rs is open", "circuit breaker kraken_rs is no longer open"]
     subjects = [message["Subject"].strip() for _, _, message in inbox.messages]
