@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import ccxt
@@ -314,54 +315,42 @@ async def test_the_rate_limit_holds_for_async_clients(
     assert elapsed < 5.0
 
 
-def test_clients_instrumented_either_way_share_one_budget(
-    instrument: Any, fresh_exchange: ExchangeServer
-) -> None:
-    """A client under instrument() and one under instrument_client() take from one rate limit."""
-    from otelres_instrumentation_ccxt import CcxtInstrumentor
-
-    use_config(rate_limits={"kraken": 10}, rate_limit_burst_seconds=0.2)
-    instrument()
-    shared = fresh_exchange.client("kraken")
-    alone = fresh_exchange.client("kraken")
-    for client in (shared, alone):
-        client.load_markets()
-    CcxtInstrumentor.instrument_client(alone)
-    try:
-        started = time.monotonic()
-        for n in range(8):
-            (shared if n % 2 else alone).fetch_time()
-        elapsed = time.monotonic() - started
-    finally:
-        CcxtInstrumentor.uninstrument_client(alone)
-    # 8 requests, 2 in the bucket, 10 per second: at least 0.6 s, or the budget was doubled.
-    assert elapsed >= 0.55
-
-
-def test_guards_follow_a_new_configuration(
-    instrument: Any, fresh_exchange: ExchangeServer
-) -> None:
-    """Clients instrumented before the configuration changes get the new rate limit."""
+@pytest.fixture(name="two_ways")
+def _two_ways(instrument: Any, fresh_exchange: ExchangeServer) -> Iterator[tuple[Any, Any]]:
+    """Two Kraken clients with markets: one under instrument(), one under instrument_client()."""
     from otelres_instrumentation_ccxt import CcxtInstrumentor
 
     use_config()
     instrument()
-    client = fresh_exchange.client("kraken")
-    alone = fresh_exchange.client("kraken")
-    for c in (client, alone):
-        c.load_markets()
+    shared, alone = fresh_exchange.client("kraken"), fresh_exchange.client("kraken")
     CcxtInstrumentor.instrument_client(alone)
-    try:
-        assert _guard("kraken").limiter is None
-        use_config(rate_limits={"kraken": 10}, rate_limit_burst_seconds=0.2)
-        started = time.monotonic()
-        for n in range(6):
-            (client if n % 2 else alone).fetch_time()
-        elapsed = time.monotonic() - started
-    finally:
-        CcxtInstrumentor.uninstrument_client(alone)
+    for client in (shared, alone):
+        client.load_markets()
+    yield shared, alone
+    CcxtInstrumentor.uninstrument_client(alone)
+
+
+def _alternate(clients: tuple[Any, Any], calls: int) -> float:
+    """Seconds *calls* fetch_time calls take, alternating between the two clients."""
+    started = time.monotonic()
+    for n in range(calls):
+        clients[n % 2].fetch_time()
+    return time.monotonic() - started
+
+
+def test_clients_instrumented_either_way_share_one_budget(two_ways: tuple[Any, Any]) -> None:
+    """A client under instrument() and one under instrument_client() take from one rate limit."""
+    use_config(rate_limits={"kraken": 10}, rate_limit_burst_seconds=0.2)
+    # 8 requests, 2 in the bucket, 10 per second: at least 0.6 s, or the budget was doubled.
+    assert _alternate(two_ways, 8) >= 0.55
+
+
+def test_guards_follow_a_new_configuration(two_ways: tuple[Any, Any]) -> None:
+    """Clients instrumented before the configuration changes get the new rate limit."""
+    assert _guard("kraken").limiter is None
+    use_config(rate_limits={"kraken": 10}, rate_limit_burst_seconds=0.2)
+    assert _alternate(two_ways, 6) >= 0.35, "6 requests, 2 in the bucket, 10 per second"
     assert _guard("kraken").limiter is not None
-    assert elapsed >= 0.35, "6 requests, 2 in the bucket, 10 per second"
 
 
 # --------------------------------------------------------------------------- events on the call span
