@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
+from otelres._redis_url import check_url as check_redis_url
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -464,6 +466,10 @@ def config_from_dict(
                 f"{where}: telemetry.otlp_endpoint: expected a URL starting with http:// "
                 f"(plain text) or https:// (TLS), got {endpoint!r}"
             )
+        try:
+            check_redis_url(config.resilience.redis.url)
+        except ValueError as exc:
+            problems.append(f"{where}: resilience.redis.url: {str(exc).removeprefix('url ')}")
         for key in ("traces_exporter", "logs_exporter"):
             if "prometheus" in getattr(config.telemetry, key):
                 problems.append(

@@ -134,6 +134,9 @@ BAD_INPUTS = [
     ({"health_checks": {"interval_seconds": -5}}, "health_checks.interval_seconds", "> 0"),
     ({"backup": {"retention_days": 1.5}}, "backup.retention_days", "expected an integer"),
     ({"backup": "yes"}, "backup", "expected a table"),
+    ({"resilience": {"redis": {"url": "127.0.0.1:6379"}}}, "resilience.redis.url", "must start with redis://, rediss:// or unix://"),
+    ({"resilience": {"redis": {"url": "redis://:pw@host:99999/0"}}}, "resilience.redis.url", "no valid port"),
+    ({"resilience": {"redis": {"url": "redis://host:6379/O"}}}, "resilience.redis.url", "database number"),
     ({"backups": {}}, "backups", "unknown section; did you mean 'backup'"),
 ]
 

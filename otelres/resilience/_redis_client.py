@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
 from otelres import _otel
+from otelres._redis_url import check_url as _check_url
+from otelres._redis_url import redact as _redact
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -78,31 +80,6 @@ class RedisUnavailableError(Exception):
     Raised by :meth:`RedisConnection.run` to the shared-state components, which apply
     their fail mode; the application sees it only if it calls the connection itself.
     """
-
-
-def _redact(url: str) -> str:
-    """*url* without user and password, for logs and errors (``redis://host:port/db``)."""
-    parts = urlsplit(url)
-    # From the netloc as written, not .hostname/.port: a URL with a bad port is redacted too.
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-
-
-def _check_url(url: str) -> None:
-    """Raise a ``ValueError`` starting with ``url`` when redis-py could not use *url* as meant.
-
-    redis-py finds a bad port only when the first client is built, and silently uses
-    database 0 for a path it cannot read (``/O`` typed for ``/0``): both are caught here.
-    """
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"url must start with redis://, rediss:// or unix://; got {_redact(url)!r}")
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        raise ValueError(f"url has no valid port (1-65535): {_redact(url)!r}") from None
-    database = parts.path.strip("/") if parts.scheme != "unix" else ""
-    if database and not database.isdigit():
-        raise ValueError(f"url must end with a database number (/0); got {_redact(url)!r}")
 
 
 class RedisConnection:

@@ -114,10 +114,10 @@ def test_bad_redis_settings_are_named() -> None:
 def test_a_bad_url_in_the_configuration_names_the_key_and_hides_the_password(
     url: str, problem: str
 ) -> None:
-    """configure()'s use_redis() rejects a URL redis-py would refuse or misread, naming resilience.redis.url."""
-    config.set_current(config.config_from_dict({"resilience": {"redis": {"url": url}}}))
-    with pytest.raises(ValueError, match=rf"^resilience\.redis\.url: .*{problem}") as info:
-        use_redis()
+    """Loading a config whose Redis URL redis-py would refuse or misread is a ConfigError
+    naming resilience.redis.url (so `otelres config check` catches it), without the password."""
+    with pytest.raises(config.ConfigError, match=rf"bot\.toml: resilience\.redis\.url: .*{problem}") as info:
+        config.config_from_dict({"resilience": {"redis": {"url": url}}}, source="bot.toml", environ={})
     assert "s3cret" not in str(info.value)
 
 
