@@ -199,3 +199,29 @@ def test_an_unsampled_call_records_no_spans_but_still_honours_retry_after(
     where = {"ccxt.exchange.id": "binance", "ccxt.method": "fetch_time", "ccxt.outcome": "success"}
     (point,) = telemetry.points("otelres.ccxt.call.duration", where)
     assert point.value >= 0.3
+
+
+async def test_a_call_the_caller_gives_up_on_is_cancelled_not_failed(
+    instrumented: Any, fresh_exchange: ExchangeServer, telemetry: TelemetryCapture
+) -> None:
+    """asyncio.wait_for timing out leaves the call span UNSET and records outcome cancelled."""
+    import asyncio
+
+    client = fresh_exchange.client("kraken", flavour="async")
+    try:
+        await client.load_markets()
+        telemetry.clear()
+        fresh_exchange.inject(Fault("delay", delay=0.5, venue="kraken", times=1))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.fetch_time(), 0.1)
+    finally:
+        await client.close()
+    (call,) = telemetry.spans("kraken fetch_time")
+    (request,) = telemetry.spans("GET Time")
+    for span in (call, request):
+        assert span.status.status_code is StatusCode.UNSET
+        assert "error.type" not in (span.attributes or {})
+    assert [e.name for e in call.events] == []
+    where = {"ccxt.exchange.id": "kraken", "ccxt.method": "fetch_time"}
+    outcomes = {p.attributes["ccxt.outcome"] for p in telemetry.points("otelres.ccxt.call.duration", where)}
+    assert "cancelled" in outcomes

@@ -32,6 +32,7 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
 
 # Outcomes of a unified call, the `ccxt.outcome` attribute of the duration histogram.
 SUCCESS, FAILURE, REJECTED, ERROR = "success", "failure", "rejected", "error"
+CANCELLED = "cancelled"
 
 
 class Runtime:
@@ -105,9 +106,13 @@ class Runtime:
     # ------------------------------------------------------------------ outcomes
     def outcome(self, exc: BaseException | None) -> str:
         """``success``, ``failure`` (exchange or network trouble), ``rejected`` (a guard
-        refused the call) or ``error`` (the caller's problem: bad symbol, funds, auth...)."""
+        refused the call), ``error`` (the caller's problem: bad symbol, funds, auth...) or
+        ``cancelled`` (the caller gave up: ``asyncio.CancelledError``, a timeout around the
+        call, ``KeyboardInterrupt``, ...)."""
         if exc is None:
             return SUCCESS
+        if not isinstance(exc, Exception):
+            return CANCELLED
         if isinstance(exc, self.operation_failed):
             return FAILURE
         if isinstance(exc, self.resilience_error):
@@ -119,7 +124,7 @@ class Runtime:
     ) -> None:
         """Record one call in ``otelres.ccxt.call.duration`` (attribute dicts are reused)."""
         outcome = self.outcome(exc)
-        error_type = "" if exc is None else type(exc).__qualname__
+        error_type = "" if exc is None or outcome == CANCELLED else type(exc).__qualname__
         key = (exchange_id, method, outcome, error_type)
         attributes = self._attrs_cache.get(key)
         if attributes is None:

@@ -163,7 +163,8 @@ def _finish_call(call: Call, ctx_token: Any, call_token: Any, exc: BaseException
     CALL.reset(call_token)
     otel_context.detach(ctx_token)
     span = call.span
-    if exc is not None and call.recording:
+    # A cancelled call (the caller gave up) is no failure of the call: no ERROR.
+    if isinstance(exc, Exception) and call.recording:
         record_exception(span, exc, credential_values(call.exchange))
     span.end()
     call.runtime.record_duration(
@@ -397,7 +398,7 @@ def _finish_http(runtime: Runtime, url: str, method: str, http: HttpExchange, ct
     name, attributes = _http_shape(url, method)
     status = http.status
     error = None
-    if exc is not None:
+    if isinstance(exc, Exception):
         error = type(exc).__qualname__
     elif status is not None and status >= 400:
         error = str(status)
