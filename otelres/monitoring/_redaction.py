@@ -74,6 +74,7 @@ Kraken's ``API-Key`` / ``API-Sign`` / ``otp``, Binance's ``X-MBX-APIKEY``, Coinb
 ``aws_secret_access_key`` style settings.
 """
 
+_CONTAINERS = (dict, list)
 _MIN_SECRET_LENGTH = 4
 _MAX_DEPTH = 8
 _KEY_CACHE_LIMIT = 4096
@@ -258,10 +259,10 @@ class Redactor:
         (and bounded: see the class docs)."""
         if self.is_sensitive(key):
             return MASK
+        if type(value) is str:  # the usual field: straight to the text path
+            return self.text(value)
         out = self.value(value)
-        if type(out) is dict or type(out) is list:
-            return self._bounded(out)
-        return out
+        return self._bounded(out) if type(out) in _CONTAINERS else out
 
     def _bounded(self, value: dict[str, Any] | list[Any]) -> Any:
         """*value*, or its JSON text cut to :attr:`max_chars` when that is longer."""
