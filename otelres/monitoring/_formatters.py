@@ -208,7 +208,9 @@ class TextLogFormatter(logging.Formatter):
         2026-01-31T12:00:00.123Z INFO     app.orders: order placed side=buy service.name=bot
             trace_id=4bf9... span_id=00f0... trace_flags=01     (on one line)
 
-    Redacted like :class:`JsonLogFormatter`; formatting never raises.
+    A record is one line, control characters escaped; a traceback or stack follows on
+    lines indented by four spaces. Redacted like :class:`JsonLogFormatter`; formatting
+    never raises.
     """
 
     def __init__(self, *, service_name: str | None = None, redactor: Redactor | None = None) -> None:
@@ -236,11 +238,11 @@ class TextLogFormatter(logging.Formatter):
                 parts.append(f"{_one_line(key)}={_text_value(value)}")
             line = " ".join(parts)
             if record.exc_info:
-                line += "\n" + redactor.text(self.formatException(record.exc_info))
+                line += _continued(redactor.text(self.formatException(record.exc_info)))
             elif record.exc_text:
-                line += "\n" + redactor.text(record.exc_text)
+                line += _continued(redactor.text(record.exc_text))
             if record.stack_info:
-                line += "\n" + redactor.text(self.formatStack(record.stack_info))
+                line += _continued(redactor.text(self.formatStack(record.stack_info)))
             return line
         except Exception as exc:
             failure = _failure_line(record, exc)
@@ -269,6 +271,16 @@ def _one_line(text: str) -> str:
     a log shipper would take for real) nor send escape sequences to a terminal.
     """
     return _CONTROL.sub(_escape_control, text) if _CONTROL.search(text) is not None else text
+
+
+def _continued(text: str) -> str:
+    """*text* (a traceback) as continuation lines: each indented, control characters escaped.
+
+    Every line of a record after its first starts with whitespace, so neither an exception
+    message holding a newline can pass for a record of its own, and log shippers (promtail's
+    ``multiline`` stage, Vector, Fluent Bit) can join a record's lines by that rule.
+    """
+    return "".join("\n    " + _one_line(part) for part in text.split("\n"))
 
 
 def _text_value(value: Any) -> str:

@@ -151,3 +151,18 @@ def test_redactor_rejects_a_nonsense_limit() -> None:
     """Redactor(max_chars=0) raises ValueError naming the argument."""
     with pytest.raises(ValueError, match="max_chars"):
         Redactor(max_chars=0)
+
+
+def test_text_traceback_lines_are_indented_so_none_passes_for_a_record(stream: io.StringIO) -> None:
+    """In text format every traceback line is indented, so an exception message cannot forge a record."""
+    setup_logging(MonitoringSettings(log_format="text"), service_name="bot", stream=stream)
+    try:
+        raise ValueError(FORGED)
+    except ValueError:
+        get_logger("app").exception("failed", stack_info=True)
+    first, *rest = stream.getvalue().rstrip("\n").split("\n")
+    assert first.split(" ", 1)[1].startswith("ERROR    app: failed")
+    assert rest
+    assert all(line.startswith("    ") for line in rest)
+    assert "    2026-01-31T12:00:00.000Z INFO     auth: admin login ok" in rest
+    assert "    Traceback (most recent call last):" in rest
