@@ -80,16 +80,17 @@ _MAX_DEPTH = 8
 _KEY_CACHE_LIMIT = 4096
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:@]*:)[^\s/@]+@")
 """The password of a URL's user info: ``scheme://user:password@`` (user may be empty)."""
-_END = r"""(?=[\s,;&}\])>"']|$)"""
+_TRAILING = r"""[^\s,;&}\])>]*"""
 _PAIR_VALUE = (
     # JSON inside a JSON string ({\"apiKey\": \"a\\\"b\"}): the value's quotes are \", its
     # own escapes doubled; read as such, an escaped quote in the secret cannot end it early.
     r"""(?:(?P<eq>\\")(?:\\\\(?:\\.|[^\\\n])|\\[^"\\\n]|[^\\"\n])*\\"(?=[\s,;&}\])>\\]|$)"""
-    # "..." and '...': backslash escapes are skipped over, and only a quote followed by a
-    # delimiter ends the value, so both "ab\"cd" and the malformed "ab"cd" are masked whole.
-    + r'|(?P<dq>")(?:\\.|[^\\\n])*?"' + _END
-    + r"|(?P<sq>')(?:\\.|[^\\\n])*?'" + _END
-    # An opening quote that never closes properly: mask up to the next delimiter.
+    # "..." and '...': backslash escapes are skipped over, so "ab\"cd" ends at its real end;
+    # text glued to the closing quote (the malformed "ab"cd") is masked with it. Every
+    # branch consumes what it scans, which keeps the regex linear on hostile text.
+    + r'|(?P<dq>")(?:\\.|[^"\\\n])*"' + _TRAILING
+    + r"|(?P<sq>')(?:\\.|[^'\\\n])*'" + _TRAILING
+    # An opening quote that never closes: mask up to the next delimiter.
     + r"""|(?P<open>\\*["'])[^\n,;&}\]]*"""
     + r"""|(?P<value>(?:(?:bearer|basic|digest|token)\s+)?[^\s"',;&}\]]+))"""
 )
