@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 #: Modules that contribute subcommands, in ``--help`` order.
@@ -32,6 +32,37 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(self.usage_status, f"{self.prog}: error: {message}\n")
+
+
+def port_number(text: str) -> int:
+    """argparse type for a TCP port (0 picks a free one), naming the bad value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port between 0 and 65535, got {text!r}")
+    return value
+
+
+def seconds(minimum: float = 0.0, *, why: str = "") -> Callable[[str], float]:
+    """argparse type for a number of seconds: above 0 by default, else at least *minimum*.
+
+    *why* ends the message (``" to show every phase"``).
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        # Written so that NaN fails too.
+        if not (value >= minimum if minimum > 0 else value > 0):
+            bound = f"at least {minimum:g} seconds" if minimum > 0 else "a number of seconds > 0"
+            raise argparse.ArgumentTypeError(f"expected {bound}{why}, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_parser(subparsers: Any) -> None:

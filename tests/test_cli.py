@@ -56,3 +56,23 @@ def test_config_check_names_the_environment_variables_in_effect(tmp_path: Path) 
     assert "# no configuration file: defaults" in result.stderr
     assert "# environment (wins over the file): OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME" in result.stderr
     assert "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["health", "--timeout", "-1"], "argument --timeout: expected a number of seconds > 0, got '-1'"),
+        (["health", "--watch", "nan"], "argument --watch: expected a number of seconds > 0, got 'nan'"),
+        (["serve", "--port", "99999"], "argument --port: expected a port between 0 and 65535, got '99999'"),
+        (["demo", "--duration", "3"], "argument --duration: expected at least 10 seconds to show every phase"),
+        (["demo", "--port", "http"], "argument --port: expected a port number, got 'http'"),
+    ],
+)
+def test_bad_numbers_are_usage_errors_naming_the_argument(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seconds and ports given on the command line are checked the same way by every command."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code != 0
+    assert message in capsys.readouterr().err

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from otelres._cli import port_number, seconds
+
 __all__ = ["add_parser"]
 
 
@@ -35,12 +37,15 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     demo.add_argument(
-        "--duration", type=_duration(MIN_DURATION), default=DEFAULT_DURATION, metavar="SECONDS",
+        "--duration",
+        type=seconds(MIN_DURATION, why=" to show every phase"),
+        default=DEFAULT_DURATION,
+        metavar="SECONDS",
         help=f"length of the run; the phases scale with it (default {DEFAULT_DURATION:g}, "
              f"at least {MIN_DURATION:g})",
     )
     demo.add_argument(
-        "--port", type=_port, metavar="PORT",
+        "--port", type=port_number, metavar="PORT",
         help="port of the status page, /health and /metrics (default: [health_checks] port "
              "of the configuration, 8080, or a free port when that one is taken)",
     )
@@ -94,26 +99,3 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
-def _duration(minimum: float) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-        if not value >= minimum:
-            raise argparse.ArgumentTypeError(
-                f"must be at least {minimum:g} seconds to show every phase, got {text!r}"
-            )
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
-    return value

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
+from otelres._cli import port_number, seconds
+
 if TYPE_CHECKING:
     from otelres.config import Config
     from otelres.health._checker import HealthChecker
@@ -45,14 +47,14 @@ def add_parser(subparsers: Any) -> None:
         "--tag", action="append", default=[], metavar="TAG", help="run checks with this tag (repeatable)"
     )
     health.add_argument(
-        "--timeout", type=_positive, metavar="S", help="per-check timeout in seconds"
+        "--timeout", type=seconds(), metavar="S", help="per-check timeout in seconds"
     )
     health.add_argument("--config", metavar="PATH", help="configuration file (default: ./config.toml)")
     health.add_argument(
         "--url", metavar="URL", help="ask the /health endpoint of a running service instead"
     )
     health.add_argument(
-        "--watch", type=_positive, metavar="S", help="run again every S seconds until Ctrl-C"
+        "--watch", type=seconds(), metavar="S", help="run again every S seconds until Ctrl-C"
     )
     health.set_defaults(func=_health)
 
@@ -66,7 +68,7 @@ def add_parser(subparsers: Any) -> None:
     )
     serve.usage_status = EXIT_USAGE
     serve.add_argument("--host", help="address to bind (default: [health_checks] host)")
-    serve.add_argument("--port", type=_port, help="port to bind (default: [health_checks] port)")
+    serve.add_argument("--port", type=port_number, help="port to bind (default: [health_checks] port)")
     serve.add_argument("--config", metavar="PATH", help="configuration file (default: ./config.toml)")
     serve.set_defaults(func=_serve)
 
@@ -436,23 +438,3 @@ def _error(message: str) -> None:
     print(f"otelres: error: {message}", file=sys.stderr)
 
 
-def _positive(text: str) -> float:
-    """argparse type for a number of seconds > 0, with a message naming the bad value."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    """argparse type for a TCP port (0 picks a free one)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port between 0 and 65535, got {text!r}")
-    return value
