@@ -131,6 +131,19 @@ def test_orders_are_never_resent_blindly(
     assert fresh_exchange.count(path="/0/private/AddOrder") == 1
 
 
+def test_ccxts_own_retry_option_does_not_resend_orders(
+    instrumented: Any, fresh_exchange: ExchangeServer
+) -> None:
+    """ccxt's client-wide maxRetriesOnFailure option never makes create_order go out twice."""
+    client = fresh_exchange.client("kraken", config={"options": {"maxRetriesOnFailure": 1}})
+    client.load_markets()
+    fresh_exchange.inject(Fault("http", status=503, path="/0/private/AddOrder", times=1))
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        client.create_order("BTC/USD", "market", "buy", 0.01)
+    assert fresh_exchange.count(path="/0/private/AddOrder") == 1
+    assert fresh_exchange.orders("kraken") == []
+
+
 @pytest.mark.parametrize("method", ["cancel_order", "create_order"])
 def test_timeouts_of_writes_are_not_retried(
     instrumented: Any, fresh_exchange: ExchangeServer, method: str

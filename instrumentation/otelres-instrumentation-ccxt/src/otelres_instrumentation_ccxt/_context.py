@@ -5,6 +5,8 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from otelres_instrumentation_ccxt._methods import is_idempotent
+
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
@@ -22,12 +24,12 @@ class Call:
     limiter) and whether the call span records (an unrecorded call gets no HTTP spans)
     from it. ``retry_after`` is the delay the exchange last asked for (a ``Retry-After``
     header), read by the retry policy; ``order`` is the state of a ``create_order``
-    under safe order retry.
+    under safe order retry; ``reads`` says whether the method only reads (may be resent).
     """
 
     __slots__ = (
-        "exchange", "exchange_id", "guard", "method", "order", "recording", "retry_after",
-        "runtime", "span", "started",
+        "exchange", "exchange_id", "guard", "method", "order", "reads", "recording",
+        "retry_after", "runtime", "span", "started",
     )
 
     def __init__(self, exchange: Any, exchange_id: str, method: str, span: Span,
@@ -35,6 +37,7 @@ class Call:
         self.exchange = exchange
         self.exchange_id = exchange_id
         self.method = method
+        self.reads = is_idempotent(method)
         self.span = span
         self.recording = span.is_recording()
         self.runtime = runtime

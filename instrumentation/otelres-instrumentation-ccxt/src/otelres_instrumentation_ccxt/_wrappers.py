@@ -7,7 +7,8 @@ A handful of hooks cover ccxt's whole REST path, sync and async alike:
   unified calls made inside another one (``load_markets`` inside ``fetch_ticker``) are
   part of the outer call and pass straight through;
 * ``fetch2`` (every implicit endpoint call): takes the request's cost in ccxt units from
-  otelres' rate limiter; ``sign`` remembers the endpoint template for the HTTP span;
+  otelres' rate limiter, and switches ccxt's own retry loop off for writes; ``sign``
+  remembers the endpoint template for the HTTP span;
 * ``throttle``: stands down when otelres' limiter already paid for the request, so a
   request never waits twice;
 * ``fetch`` (one HTTP request): a CLIENT child span with method, endpoint path (no
@@ -222,11 +223,32 @@ def _unified_async(
 _FETCH2_PARAMETERS = ("path", "api", "method", "params", "config")
 
 
+def _without_ccxt_retries(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """fetch2's arguments with ``maxRetriesOnFailure`` 0 unless the call itself set it.
+
+    ccxt's own retry loop (the ``maxRetriesOnFailure`` option, off by default) resends
+    whatever failed, orders included; under the guard a write is never resent blindly, so
+    an option set for the whole client does not apply to writes. ccxt takes the key out
+    of the parameters before signing.
+    """
+    params = args[3] if len(args) > 3 else kwargs.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict) or "maxRetriesOnFailure" in params:
+        return args, kwargs
+    params = {**params, "maxRetriesOnFailure": 0}
+    if len(args) > 3:
+        return (*args[:3], params, *args[4:]), kwargs
+    return args, {**kwargs, "params": params}
+
+
 def _limiter_cost(
-    get_runtime: RuntimeGetter, exchange: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    call: Call | None, get_runtime: RuntimeGetter, exchange: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> tuple[Any, float]:
     """otelres' limiter for this exchange and the request's cost in ccxt units, or (None, 0)."""
-    call = CALL.get()
     if call is not None:
         guard = call.guard
     else:
@@ -280,7 +302,10 @@ def _fetch2(
             SKIP_THROTTLE.reset(skip_token)
 
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        limiter, cost = _limiter_cost(get_runtime, self, args, kwargs)
+        call = CALL.get()
+        if call is not None and not call.reads and call.guard is not None:
+            args, kwargs = _without_ccxt_retries(args, kwargs)
+        limiter, cost = _limiter_cost(call, get_runtime, self, args, kwargs)
         if limiter is None:
             return original(self, *args, **kwargs)
         if is_async:
