@@ -25,6 +25,18 @@ FAST_RETRIES = {
 }
 
 
+def ready_client(
+    server: ExchangeServer, exchange_id: str, telemetry: TelemetryCapture | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A sync client of *server* with its markets loaded, the spans of that forgotten."""
+    client = server.client(exchange_id, **kwargs)
+    client.load_markets()
+    if telemetry is not None:
+        telemetry.clear()
+    return client
+
+
 def use_config(**resilience: Any) -> config.Config:
     """Make a configuration with these ``[resilience]`` values (fast retries by default) current."""
     resilience.setdefault("retry", dict(FAST_RETRIES))

@@ -11,7 +11,7 @@ import pytest
 
 from otelres.resilience import BreakerState, CircuitBreakerOpenError
 from otelres.testing import ExchangeServer, Fault, TelemetryCapture
-from tests.ccxt.conftest import use_config
+from tests.ccxt.conftest import ready_client, use_config
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +105,7 @@ def test_reads_are_retried_until_they_succeed(
     instrumented: Any, fresh_exchange: ExchangeServer, telemetry: TelemetryCapture
 ) -> None:
     """fetch_ticker is sent again after two 503s and succeeds; the retries are span events."""
-    client = fresh_exchange.client("kraken")
-    client.load_markets()
-    telemetry.clear()
+    client = ready_client(fresh_exchange, "kraken", telemetry)
     fresh_exchange.inject(Fault("http", status=503, venue="kraken", times=2))
     assert client.fetch_ticker("BTC/USD")["last"] > 0
     assert fresh_exchange.count(path="/0/public/Ticker") == 3
@@ -168,9 +166,7 @@ def test_retry_after_is_honoured(
     instrumented: Any, fresh_exchange: ExchangeServer, telemetry: TelemetryCapture
 ) -> None:
     """After a 429 with Retry-After: 0.3 the retry waits at least 0.3 s."""
-    client = fresh_exchange.client("binance")
-    client.load_markets()
-    telemetry.clear()
+    client = ready_client(fresh_exchange, "binance", telemetry)
     fresh_exchange.inject(Fault("http", status=429, retry_after=0.3, venue="binance", times=1))
     started = time.monotonic()
     assert client.fetch_time() > 0
@@ -185,9 +181,7 @@ def test_kraken_rate_limit_errors_back_off_by_the_rate_limit(
     instrumented: Any, fresh_exchange: ExchangeServer, telemetry: TelemetryCapture
 ) -> None:
     """EAPI:Rate limit exceeded (no header) waits at least ccxt's rateLimit before retrying."""
-    client = fresh_exchange.client("kraken", config={"rateLimit": 250})
-    client.load_markets()
-    telemetry.clear()
+    client = ready_client(fresh_exchange, "kraken", telemetry, config={"rateLimit": 250})
     fresh_exchange.inject(Fault("kraken_rate_limit", venue="kraken", times=1))
     assert client.fetch_time() > 0
     (call,) = telemetry.spans("kraken fetch_time")

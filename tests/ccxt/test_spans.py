@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otelres.testing import ExchangeServer, Fault, TelemetryCapture
+from tests.ccxt.conftest import ready_client
 
 pytestmark = pytest.mark.integration
 
@@ -62,9 +63,7 @@ def test_a_failed_call_records_the_ccxt_error_class(
     instrumented: Any, fresh_exchange: ExchangeServer, telemetry: TelemetryCapture
 ) -> None:
     """A bad symbol fails the call span with error.type BadSymbol and a cleaned exception event."""
-    client = fresh_exchange.client("binance")
-    client.load_markets()
-    telemetry.clear()
+    client = ready_client(fresh_exchange, "binance", telemetry)
     with pytest.raises(ccxt.BadSymbol):
         client.fetch_ticker("NOPE/USDT")
     (call,) = telemetry.spans("binance fetch_ticker")
@@ -186,9 +185,7 @@ def test_an_unsampled_call_records_no_spans_but_still_honours_retry_after(
     from opentelemetry import trace
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-    client = exchange.client("binance")
-    client.load_markets()
-    telemetry.clear()
+    client = ready_client(exchange, "binance", telemetry)
     unsampled = NonRecordingSpan(SpanContext(0x1234, 0x5678, False, TraceFlags(0)))
     exchange.inject(Fault("http", status=429, retry_after=0.3, venue="binance", times=1))
     started = time.monotonic()
