@@ -244,3 +244,44 @@ def test_the_disable_variable_turns_it_off(app: Path) -> None:
     result = _run_instrumented(app, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="ccxt")
     assert "WRAPPED False" in result.stdout
     assert "kraken fetch_time" not in result.stdout
+
+
+class _BrokenTelemetry:
+    """A meter provider whose histogram raises, standing in for a broken metrics pipeline."""
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> _BrokenTelemetry:
+        return self
+
+    def create_histogram(self, *args: Any, **kwargs: Any) -> _BrokenTelemetry:
+        return self
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("metrics pipeline down")
+
+
+def test_broken_telemetry_never_changes_a_calls_outcome(
+    instrument: Any, fresh_exchange: ExchangeServer
+) -> None:
+    """A span processor and a histogram that raise leave results and ccxt errors as they were."""
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    from otelres.testing import Fault
+
+    class Raising(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            raise RuntimeError("span processor down")
+
+        def on_end(self, span: Any) -> None:
+            raise RuntimeError("span processor down")
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(Raising())
+    use_config()
+    instrument(tracer_provider=tracer_provider, meter_provider=_BrokenTelemetry())
+    client = fresh_exchange.client("kraken")
+    client.load_markets()
+    assert client.fetch_ticker("BTC/USD")["last"] > 0
+    with pytest.raises(ccxt.BadSymbol):
+        client.fetch_ticker("NOPE/USD")
+    fresh_exchange.inject(Fault("http", status=503, venue="kraken", times=1))
+    assert client.fetch_time() > 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation import utils as _instrumentation_utils
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
 
 from otelres_instrumentation_ccxt._context import (
     CALL,
@@ -53,6 +54,7 @@ MARK = "_otelres_ccxt_wrapper"
 RuntimeGetter = Callable[[], "Runtime | None"]
 
 _CLIENT = SpanKind.CLIENT
+_log = logging.getLogger("otelres_instrumentation_ccxt")
 # Set in the context of an HTTP span, so that requests/aiohttp instrumentations, when
 # also enabled, do not record the same request twice.
 _SUPPRESS_HTTP_KEY: str = getattr(
@@ -149,7 +151,11 @@ def _start_call(
 ) -> tuple[Call, Any, Any]:
     started = time.perf_counter()
     exchange_id, span_name, attributes = _call_shape(exchange, name, position, args, kwargs)
-    span = runtime.tracer.start_span(span_name, kind=_CLIENT, attributes=attributes)
+    try:
+        span = runtime.tracer.start_span(span_name, kind=_CLIENT, attributes=attributes)
+    except Exception:  # a broken SDK or span processor must not fail the call
+        _log.debug("otelres ccxt: starting the call span failed", exc_info=True)
+        span = INVALID_SPAN
     call = Call(exchange, exchange_id, name, span, runtime, started)
     # The span is current even when it does not record (it carries the sampling decision),
     # and the HTTP requests of this call are ours to record: requests/aiohttp
@@ -164,13 +170,17 @@ def _finish_call(call: Call, ctx_token: Any, call_token: Any, exc: BaseException
     CALL.reset(call_token)
     otel_context.detach(ctx_token)
     span = call.span
-    # A cancelled call (the caller gave up) is no failure of the call: no ERROR.
-    if isinstance(exc, Exception) and call.recording:
-        record_exception(span, exc, credential_values(call.exchange))
-    span.end()
-    call.runtime.record_duration(
-        time.perf_counter() - call.started, call.exchange_id, call.method, exc
-    )
+    # The call has run: nothing recording it may change its result or its exception.
+    try:
+        # A cancelled call (the caller gave up) is no failure of the call: no ERROR.
+        if isinstance(exc, Exception) and call.recording:
+            record_exception(span, exc, credential_values(call.exchange))
+        span.end()
+        call.runtime.record_duration(
+            time.perf_counter() - call.started, call.exchange_id, call.method, exc
+        )
+    except Exception:
+        _log.debug("otelres ccxt: recording the call failed", exc_info=True)
 
 
 def _unified_sync(
@@ -420,6 +430,14 @@ def _finish_http(runtime: Runtime, url: str, method: str, http: HttpExchange, ct
     HTTP.reset(http_token)
     if ctx_token is not None:
         otel_context.detach(ctx_token)
+    try:
+        _record_http(runtime, url, method, http, exc)
+    except Exception:  # the request has run: recording it must not change its outcome
+        _log.debug("otelres ccxt: recording the HTTP request failed", exc_info=True)
+
+
+def _record_http(runtime: Runtime, url: str, method: str, http: HttpExchange,
+                 exc: BaseException | None) -> None:
     name, attributes = _http_shape(url, method)
     status = http.status
     error = None
