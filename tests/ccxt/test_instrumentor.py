@@ -59,6 +59,17 @@ def test_uninstrument_restores_every_method_and_camel_case_alias(
     assert not any(getattr(v, "_otelres_ccxt_wrapper", False) for v in _snapshot().values())
 
 
+def test_clients_first_built_while_instrumented_keep_camel_case_methods(instrument: Any) -> None:
+    """A class ccxt first constructs while instrumented keeps working aliases after uninstrument."""
+    instrumentor = instrument()
+    client = ccxt.coinmate()  # no client of this class was built before in this process
+    assert getattr(type(client).fetchTicker, "_otelres_ccxt_wrapper", False)
+    instrumentor.uninstrument()
+    assert type(client).fetchTicker is type(client).fetch_ticker
+    assert not getattr(type(client).fetchTicker, "_otelres_ccxt_wrapper", False)
+    assert client.fetchTicker.__func__ is ccxt.coinmate.fetch_ticker
+
+
 def test_instrument_and_uninstrument_are_idempotent(
     instrument: Any, exchange: ExchangeServer, telemetry: TelemetryCapture
 ) -> None:

@@ -67,6 +67,8 @@ class ClassPatcher:
         self._targets: dict[str, str] = {}
         self._root: type[Any] | None = None
         self._original_init: Any = None
+        # Classes ccxt constructed while patched: their camelCase aliases are ccxt's now.
+        self._constructed: set[type[Any]] = set()
         self.active = False
 
     def patch(self) -> None:
@@ -92,14 +94,19 @@ class ClassPatcher:
                 self._original_init = None
             for cls, saved in self._saved.items():
                 for name, value in saved.items():
-                    if value is _MISSING:
+                    if value is not _MISSING:
+                        setattr(cls, name, value)
+                    elif cls in self._constructed and name in vars(cls):
+                        # The alias did not exist when patched, but ccxt has made it since,
+                        # and existing clients rely on it: point it at the original.
+                        setattr(cls, name, unwrap(vars(cls)[name]))
+                    else:
                         try:
                             delattr(cls, name)
                         except AttributeError:
                             pass
-                    else:
-                        setattr(cls, name, value)
             self._saved.clear()
+            self._constructed.clear()
             # Constructions while instrumented pointed aliases of subclasses at wrappers.
             for cls in _subclasses(root):
                 for name, value in list(vars(cls).items()):
@@ -136,12 +143,13 @@ class ClassPatcher:
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             cls = type(self)
-            if cls not in patcher._saved:
+            if cls not in patcher._constructed:
                 with patcher._lock:
                     if patcher.active:
                         for klass in cls.__mro__:
                             if isinstance(klass, type) and issubclass(klass, root):
                                 patcher._patch_class(klass)
+                        patcher._constructed.add(cls)
             original_init(self, *args, **kwargs)
 
         __init__.__wrapped__ = original_init  # type: ignore[attr-defined]
