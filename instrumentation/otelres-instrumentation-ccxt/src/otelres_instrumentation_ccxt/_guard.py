@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from otelres_instrumentation_ccxt._context import CALL, Call
-from otelres_instrumentation_ccxt._methods import ORDER_METHODS, is_idempotent
+from otelres_instrumentation_ccxt._methods import ORDER_METHODS
 
 if TYPE_CHECKING:
     from otelres.resilience import CircuitBreaker, RateLimiter, Retry
@@ -152,7 +152,7 @@ class ExchangeGuard:
             fn, lead = original, (exchange,)
         else:
             fn, lead = self.breaker.call, (original, exchange)
-        if is_idempotent(method) and self.read_retry is not None:
+        if call.reads and self.read_retry is not None:
             return self.read_retry.call(fn, *lead, *args, **kwargs)
         if method in ORDER_METHODS and self.order_retry is not None:
             args, kwargs, attempt = _prepare_order(call, args, kwargs)
@@ -178,7 +178,7 @@ class ExchangeGuard:
             fn, lead = original, (exchange,)
         else:
             fn, lead = self.breaker.call_async, (original, exchange)
-        if is_idempotent(method) and self.read_retry is not None:
+        if call.reads and self.read_retry is not None:
             return self.read_retry.call_async(fn, *lead, *args, **kwargs)
         if method in ORDER_METHODS and self.order_retry is not None:
             return self._order_async(call, fn, lead, args, kwargs)
