@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         BulkheadFullError,
         CallTimeoutError,
         CircuitBreakerOpenError,
+        GuardMisuseError,
         RateLimitExceededError,
         ResilienceError,
     )
@@ -66,6 +67,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakerOpenError",
     "Fallback",
+    "GuardMisuseError",
     "LimiterStats",
     "LocalBreakerStorage",
     "LocalTokenBucket",
@@ -110,6 +112,7 @@ _LAZY: dict[str, str] = {
     "BulkheadFullError": "_errors",
     "CallTimeoutError": "_errors",
     "CircuitBreakerOpenError": "_errors",
+    "GuardMisuseError": "_errors",
     "RateLimitExceededError": "_errors",
     "ResilienceError": "_errors",
     "Fallback": "_fallback",

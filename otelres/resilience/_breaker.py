@@ -19,6 +19,7 @@ import itertools
 import logging
 import threading
 import time
+import types
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
@@ -32,10 +33,10 @@ from otelres.resilience._breaker_storage import (
     default_storage_factory,
 )
 from otelres.resilience._breaker_window import CountWindow, OutcomeWindow, TimeWindow
-from otelres.resilience._calls import check_decoratable
+from otelres.resilience._calls import check_decoratable, refuse_coroutine
 from otelres.resilience._calls import is_async as _is_async
 from otelres.resilience._checks import Checker
-from otelres.resilience._errors import CircuitBreakerOpenError
+from otelres.resilience._errors import CircuitBreakerOpenError, GuardMisuseError
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from otelres._otel import SpanMode
     from otelres.config import BreakerSettings
 
+_COROUTINE = types.CoroutineType
 __all__ = [
     "BreakerState",
     "BreakerTransition",
@@ -421,6 +423,8 @@ class CircuitBreaker:
             except BaseException as exc:
                 self._on_exception(exc, _NO_PROBE, 0.0)
                 raise
+            if type(result) is _COROUTINE:
+                refuse_coroutine(result, fn, self)
             next(self._successes)
             if storage.failures:
                 storage.reset_failures()
@@ -511,6 +515,10 @@ class CircuitBreaker:
         except BaseException as exc:
             self._on_exception(exc, permit, start)
             raise
+        if type(result) is _COROUTINE:
+            if permit != _NO_PROBE:
+                self._storage.release_probe(permit, success=False)
+            refuse_coroutine(result, fn, self)
         self._on_result(result, permit, start)
         return result
 
@@ -755,7 +763,7 @@ class CircuitBreaker:
 
     def _counts(self, exc: Exception) -> bool:
         """Whether *exc* is a failure (recorded and not ignored)."""
-        return self._record(exc) and not self._ignore(exc)
+        return not isinstance(exc, GuardMisuseError) and self._record(exc) and not self._ignore(exc)
 
     # ------------------------------------------------------------------ published state
     def _outcome_counts(self) -> tuple[int, int, int, int, int]:

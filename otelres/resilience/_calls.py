@@ -13,6 +13,8 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from otelres.resilience._errors import GuardMisuseError
+
 __all__ = [
     "check_decoratable",
     "decorate",
@@ -24,8 +26,11 @@ __all__ = [
 
 
 def direct(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``fn(*args, **kwargs)``."""
-    return fn(*args, **kwargs)
+    """``fn(*args, **kwargs)``, refusing a coroutine (see :func:`refuse_coroutine`)."""
+    result = fn(*args, **kwargs)
+    if type(result) is types.CoroutineType:
+        refuse_coroutine(result, fn, None)
+    return result
 
 
 async def direct_async(
@@ -72,7 +77,7 @@ def refuse_coroutine(result: object, fn: Callable[..., Any], guard: object) -> N
     if type(result) is types.CoroutineType:
         result.close()
         name = getattr(fn, "__qualname__", repr(fn))
-        raise TypeError(
+        raise GuardMisuseError(
             f"{_describe(guard)}.call() got a coroutine from {name}: use "
             "await .call_async() (or decorate the async function) to guard it"
         )

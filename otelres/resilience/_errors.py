@@ -49,6 +49,15 @@ class CircuitBreakerOpenError(pybreaker.CircuitBreakerError, ResilienceError):
         return f"circuit breaker {self.name!r} is {self.state}{when}"
 
 
+class GuardMisuseError(TypeError):
+    """A guard was used in a way that cannot protect the call: a sync ``call()`` given an
+    ``async def`` function, which only creates the coroutine.
+
+    A programming error to fix, not a service failure: no retry repeats it, no breaker
+    counts it, no fallback answers it.
+    """
+
+
 class RateLimitExceededError(ResilienceError):
     """Raised when rate limiter ``name`` cannot grant the tokens (reject mode, or ``max_wait`` passed).
 

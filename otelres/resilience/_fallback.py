@@ -36,6 +36,7 @@ from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
 from otelres.resilience._calls import decorate, direct, direct_async, refuse_coroutine
 from otelres.resilience._checks import Checker
+from otelres.resilience._errors import GuardMisuseError
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -286,7 +287,7 @@ class Fallback:
         node: Fallback | None = self
         while node is not None and id(node) not in seen:
             seen.add(id(node))
-            if isinstance(exc, node.on):
+            if isinstance(exc, node.on) and not isinstance(exc, GuardMisuseError):
                 yield node
             node = node.then
 

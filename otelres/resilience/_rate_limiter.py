@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
-from otelres.resilience._calls import decorate
+from otelres.resilience._calls import decorate, refuse_coroutine
 from otelres.resilience._checks import Checker
 from otelres.resilience._errors import RateLimitExceededError
 from otelres.resilience._rate_limiter_backend import LocalTokenBucket, TokenBucketBackend
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
     from otelres._otel import SpanMode
 
+_COROUTINE = types.CoroutineType
 __all__ = [
     "BackendFactory",
     "LimiterMode",
@@ -392,7 +394,10 @@ class RateLimiter:
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Take one token (see :meth:`acquire`), then call ``fn(*args, **kwargs)``."""
         self.acquire(1.0)
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        if type(result) is _COROUTINE:
+            refuse_coroutine(result, fn, self)
+        return result
 
     # ------------------------------------------------------------------ async
     async def acquire_async(self, cost: float = 1.0) -> float:

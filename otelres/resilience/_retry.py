@@ -31,6 +31,7 @@ import logging
 import random
 import threading
 import time
+import types
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,9 +40,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
-from otelres.resilience._calls import decorate, direct, direct_async
+from otelres.resilience._calls import decorate, direct, direct_async, refuse_coroutine
 from otelres.resilience._checks import Checker
-from otelres.resilience._errors import BreakerRejection, RateLimitExceededError
+from otelres.resilience._errors import BreakerRejection, GuardMisuseError, RateLimitExceededError
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from otelres._otel import SpanMode
     from otelres.config import RetrySettings
 
+_COROUTINE = types.CoroutineType
 __all__ = ["Jitter", "Retry", "RetryDetails", "RetryHook", "no_backoff"]
 
 _log = logging.getLogger("otelres")
@@ -408,6 +410,8 @@ class Retry:
         except Exception as exc:
             failed: T = self._loop(direct, fn, args, kwargs, 0.0, False, exc)
             return failed
+        if type(result) is _COROUTINE:
+            refuse_coroutine(result, fn, self)
         if self.retry_if_result is not None and self._result_rejected(result):
             rejected: T = self._loop(direct, fn, args, kwargs, 0.0, False, None, result)
             return rejected
@@ -686,7 +690,7 @@ class Retry:
 
     def _wants(self, exc: BaseException) -> bool:
         """Whether ``retry_on`` covers *exc*; a breaker rejection never is."""
-        if isinstance(exc, BreakerRejection):
+        if isinstance(exc, (BreakerRejection, GuardMisuseError)):
             return False
         if self._retry_classes is not None:
             return isinstance(exc, self._retry_classes)
