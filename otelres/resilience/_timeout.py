@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
-from otelres.resilience._calls import decorate
+from otelres.resilience._calls import decorate, direct
 from otelres.resilience._checks import Checker
-from otelres.resilience._errors import CallTimeoutError
+from otelres.resilience._errors import CallTimeoutError, GuardMisuseError
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -115,11 +115,15 @@ class Timeout:
         background); otherwise returns its result or raises its exception.
         """
         if inspect.iscoroutinefunction(fn):
-            raise TypeError(f"Timeout {self.name!r}: use call_async() for coroutine functions")
+            raise GuardMisuseError(
+                f"Timeout({self.name!r}).call() got a coroutine function {fn.__qualname__}: "
+                "use await .call_async() (or decorate the async function) to guard it"
+            )
         context = contextvars.copy_context()
-        future = self._pool().submit(context.run, fn, *args, **kwargs)
+        future = self._pool().submit(context.run, direct, fn, args, kwargs)
         try:
-            return future.result(self.seconds)
+            result: T = future.result(self.seconds)
+            return result
         except concurrent.futures.TimeoutError:
             # A call that never started is cancelled; one that runs goes on in the background.
             if not future.cancel():

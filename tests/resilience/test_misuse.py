@@ -13,6 +13,7 @@ from otelres.resilience import (
     Policy,
     RateLimiter,
     Retry,
+    Timeout,
 )
 from otelres.testing import no_backoff
 
@@ -27,6 +28,7 @@ async def fetch() -> int:
         CircuitBreaker("misuse-breaker"),
         Retry("misuse-retry"),
         RateLimiter("misuse-limiter", rate=100),
+        Timeout("misuse-timeout", 1.0),
     ],
     ids=lambda g: type(g).__name__,
 )
@@ -64,6 +66,23 @@ def test_a_half_open_probe_permit_is_given_back() -> None:
         breaker.call(fetch)
     assert breaker.call(lambda: 42) == 42
     assert breaker.get_state()["state"] == "closed"
+
+
+def test_a_policy_with_a_timeout_does_not_count_the_misuse_as_failures() -> None:
+    """Policy(retry, breaker, timeout).call(async_fn): one GuardMisuseError, no attempt repeated,
+    no failure counted."""
+    breaker = CircuitBreaker("misuse-timeout-policy", failure_threshold=1)
+    policy = Policy(
+        "misuse-timeout-policy",
+        retry=Retry("misuse-timeout-policy", max_attempts=3),
+        breaker=breaker,
+        timeout=Timeout("misuse-timeout-policy", 1.0),
+    )
+    with no_backoff(), pytest.raises(GuardMisuseError):
+        policy.call(fetch)
+    metrics = breaker.get_state()["metrics"]
+    assert metrics["failure_calls"] == 0
+    assert metrics["total_calls"] <= 1
 
 
 def test_a_policy_neither_retries_counts_nor_falls_back_on_misuse() -> None:
