@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -202,6 +203,7 @@ class HealthServer:
             self._httpd.shutdown()
             self._serve_thread.join(5)
         self._httpd.server_close()
+        self._httpd.close_connections()
         loop = self._own_loop
         if loop is not None and not loop.is_closed():
             # Drained on its own thread, so close() works from any thread, one running an
@@ -373,6 +375,31 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     owner: HealthServer
+
+    def server_activate(self) -> None:
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End kept-alive connections, so that a closed server answers nobody any more."""
+        with self.connections_lock:
+            connections = list(self.open_connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

@@ -203,6 +203,29 @@ def test_close_releases_the_port(switch: Switchable) -> None:
         sock.bind(("127.0.0.1", port))
 
 
+def test_close_ends_kept_alive_connections(switch: Switchable) -> None:
+    """A client holding a keep-alive connection gets no answer from a closed server."""
+    import http.client
+
+    server = serve(switch.checker(), port=0, background=True, metrics=False)
+    client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+
+    def livez() -> int:
+        client.request("GET", "/livez")
+        response = client.getresponse()
+        response.read()
+        return response.status
+
+    try:
+        assert livez() == 200
+        server.close()
+        with pytest.raises((http.client.HTTPException, OSError)):
+            livez()
+    finally:
+        client.close()
+        server.close()
+
+
 def test_a_stalled_loop_answers_503_instead_of_hanging(switch: Switchable) -> None:
     """When the loop the checks run on is not running, probes answer 503 after the timeout plus grace."""
     import asyncio
