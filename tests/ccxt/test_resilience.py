@@ -142,6 +142,20 @@ def test_ccxts_own_retry_option_does_not_resend_orders(
     assert fresh_exchange.orders("kraken") == []
 
 
+def test_ccxts_own_retry_option_does_not_stack_on_the_guards_retries(
+    instrumented: Any, fresh_exchange: ExchangeServer
+) -> None:
+    """With the guard retrying reads, ccxt's maxRetriesOnFailure does not multiply them: a
+    503 storm costs max_attempts requests, not max_attempts x (1 + maxRetriesOnFailure)."""
+    client = fresh_exchange.client("kraken", config={"options": {"maxRetriesOnFailure": 2}})
+    client.load_markets()
+    fresh_exchange.clear_requests()
+    fresh_exchange.inject(Fault("http", status=503, venue="kraken", path="/0/public/Ticker"))
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        client.fetch_ticker("BTC/USD")
+    assert fresh_exchange.count(path="/0/public/Ticker") == 3  # the configured max_attempts
+
+
 @pytest.mark.parametrize("method", ["cancel_order", "create_order"])
 def test_timeouts_of_writes_are_not_retried(
     instrumented: Any, fresh_exchange: ExchangeServer, method: str

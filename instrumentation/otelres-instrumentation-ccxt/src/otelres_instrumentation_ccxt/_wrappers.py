@@ -240,8 +240,9 @@ def _without_ccxt_retries(
 
     ccxt's own retry loop (the ``maxRetriesOnFailure`` option, off by default) resends
     whatever failed, orders included; under the guard a write is never resent blindly, so
-    an option set for the whole client does not apply to writes. ccxt takes the key out
-    of the parameters before signing.
+    an option set for the whole client does not apply to writes; and a read the guard
+    retries itself would otherwise be retried twice over (3 x 3 requests, the breaker
+    seeing 3). ccxt takes the key out of the parameters before signing.
     """
     params = args[3] if len(args) > 3 else kwargs.get("params")
     if params is None:
@@ -313,7 +314,11 @@ def _fetch2(
 
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         call = CALL.get()
-        if call is not None and not call.reads and call.guard is not None:
+        if (
+            call is not None
+            and call.guard is not None
+            and (not call.reads or call.guard.read_retry is not None)
+        ):
             args, kwargs = _without_ccxt_retries(args, kwargs)
         limiter, cost = _limiter_cost(call, get_runtime, self, args, kwargs)
         if limiter is None:
