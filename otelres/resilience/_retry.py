@@ -32,7 +32,7 @@ import random
 import threading
 import time
 import types
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
@@ -66,6 +66,9 @@ ExceptionTypes: TypeAlias = (
 )
 RetryOn: TypeAlias = "ExceptionTypes | Callable[[BaseException], bool]"
 Invoke = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+R = TypeVar("R")
+_Engine: TypeAlias = Generator["BaseException | float | None", Any, R]
+"""A step of the retry engine: yields what a driver must do, returns *R* (see ``_engine``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,7 +437,7 @@ class Retry:
         self._ok_first += 1
         return result
 
-    # ------------------------------------------------------------------ sync engine
+    # ------------------------------------------------------------------ calls through a Policy
     def _run(
         self, invoke: Invoke, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
@@ -456,109 +459,6 @@ class Retry:
     def _start(self) -> float:
         return self._clock() if self.deadline is not None else 0.0
 
-    def _loop(
-        self,
-        invoke: Invoke,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        start: float,
-        span_every_attempt: bool,
-        exc: BaseException | None = None,
-        result: Any = _NO_RESULT,
-    ) -> Any:
-        """Retry after the first attempt's outcome (*exc* or *result*) until success or giving up.
-
-        With *span_every_attempt* (span mode ``always``) the first attempt has not run yet
-        and runs here, in its own span like every other attempt.
-        """
-        attempt = 1
-        previous = self.initial_delay
-        if span_every_attempt:
-            exc, result, delay = self._attempt(invoke, fn, args, kwargs, attempt, start, previous)
-        else:
-            delay = self._decide(attempt, exc, result, start, previous, judged=True)
-        waited = 0.0
-        while True:
-            if delay is None:
-                return self._failed(attempt, exc, result)
-            if delay < 0:
-                return self._succeeded(attempt, result)
-            self._before_retry(attempt, delay, waited, exc, result, args, kwargs)
-            if delay > 0:
-                self._sleep(delay)
-            waited += delay
-            previous = max(delay, self.initial_delay)
-            attempt += 1
-            exc, result, delay = self._attempt(invoke, fn, args, kwargs, attempt, start, previous)
-
-    def _attempt(
-        self,
-        invoke: Invoke,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        attempt: int,
-        start: float,
-        previous: float,
-    ) -> tuple[BaseException | None, Any, float | None]:
-        """Run attempt number *attempt* in its own child span and decide what follows (see
-        :meth:`_decide`) before that span ends: the span is ERROR only when its exception is
-        the one the caller gets. No span when spans are off or no recording span is active
-        (an attempt span is a child: without a parent it would be a trace of its own)."""
-        if tel.recording_span(self._mode) is None:
-            exc, result = _once(invoke, fn, args, kwargs)
-            return exc, result, self._decide(attempt, exc, result, start, previous)
-        attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}
-        outermost = not tel.INSIDE_GUARD.get()
-        with tel.guarded_span(self._tracer, "otelres.retry.attempt", attrs) as span:
-            exc, result = _once(invoke, fn, args, kwargs)
-            delay = self._decide(attempt, exc, result, start, previous)
-            if exc is not None:
-                tel.record_error(span, exc, outermost and delay is None)
-        return exc, result, delay
-
-    def _decide(
-        self,
-        attempt: int,
-        exc: BaseException | None,
-        result: Any,
-        start: float,
-        previous: float,
-        judged: bool = False,
-    ) -> float | None:
-        """After attempt *attempt*: -1.0 if it succeeded, None to give up, else the wait
-        before the next one. *judged*: the outcome is already known to be a failure."""
-        if not judged and exc is None and not self._result_rejected(result):
-            return _SUCCEEDED
-        delay = self._next_delay(attempt, exc, start, previous)
-        if delay is not None and exc is not None and not self.idempotent and not self._safe_sync(exc):
-            return None
-        return delay
-
-    def _safe_sync(self, exc: BaseException) -> bool:
-        """Whether a non-idempotent call may be sent again after *exc* (sync ``retry_safe``)."""
-        if isinstance(exc, RateLimitExceededError):
-            return True
-        if self.retry_safe is None:
-            return False
-        try:
-            verdict = self.retry_safe(exc)
-        except Exception:
-            _log.exception("otelres: retry_safe check of retry %r raised; not retrying", self.name)
-            return False
-        if inspect.isawaitable(verdict):
-            _log.error(
-                "otelres: retry %r: retry_safe returned an awaitable in a sync call; not retrying",
-                self.name,
-            )
-            close = getattr(verdict, "close", None)
-            if close is not None:
-                close()
-            return False
-        return bool(verdict)
-
-    # ------------------------------------------------------------------ async engine
     async def _run_async(
         self,
         invoke: Callable[..., Awaitable[Any]],
@@ -566,7 +466,7 @@ class Retry:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """The async twin of :meth:`_run`."""
+        """The async twin of :meth:`_run` (both keep the first attempt's success path inline)."""
         mode = self._mode or _otel._span_mode
         if mode == "always":
             with tel.guarded_span(self._tracer, "otelres.retry", {"retry.name": self.name}):
@@ -581,6 +481,56 @@ class Retry:
         self._ok_first += 1
         return result
 
+    # ------------------------------------------------------------------ engine and drivers
+    # The retry logic (decisions, spans, telemetry, hooks) lives once, in the generator
+    # _engine. It yields what it needs done and is sent the answer:
+    #   None           -> run the next attempt; send (exception or None, result)
+    #   BaseException  -> ask retry_safe about that failure; send True / False
+    #   float (> 0)    -> sleep that many seconds; send None
+    # and returns (exception or None, result), the call's final outcome. The sync driver
+    # _loop and the async driver _loop_async only carry out those three steps.
+
+    def _loop(
+        self,
+        invoke: Invoke,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        start: float,
+        span_every_attempt: bool,
+        exc: BaseException | None = None,
+        result: Any = _NO_RESULT,
+    ) -> Any:
+        """Retry after the first attempt's outcome (*exc* or *result*) until success or giving up.
+
+        With *span_every_attempt* (span mode ``always``) the first attempt has not run yet
+        and runs here, in its own span like every other attempt. Drives :meth:`_engine`
+        synchronously.
+        """
+        engine = self._engine(args, kwargs, start, span_every_attempt, exc, result)
+        reply: Any = None
+        while True:
+            try:
+                step = engine.send(reply)
+            except StopIteration as done:
+                exc, result = done.value
+                break
+            try:
+                if step is None:
+                    reply = _once(invoke, fn, args, kwargs)
+                elif isinstance(step, BaseException):
+                    reply = self._safe_sync(step)
+                else:
+                    reply = self._sleep(step)
+            except BaseException as error:
+                # Into the engine, so that an attempt span open around it sees it and ends.
+                engine.throw(error)
+                raise
+        # Raised here, outside the engine: a StopIteration must not become a RuntimeError.
+        if exc is not None:
+            raise exc
+        return result
+
     async def _loop_async(
         self,
         invoke: Callable[..., Awaitable[Any]],
@@ -592,15 +542,45 @@ class Retry:
         exc: BaseException | None = None,
         result: Any = _NO_RESULT,
     ) -> Any:
-        """The async twin of :meth:`_loop`; ``retry_safe`` may be awaited here."""
+        """The async driver of :meth:`_engine`, as :meth:`_loop`; ``retry_safe`` may be awaited."""
+        engine = self._engine(args, kwargs, start, span_every_attempt, exc, result)
+        reply: Any = None
+        while True:
+            try:
+                step = engine.send(reply)
+            except StopIteration as done:
+                exc, result = done.value
+                break
+            try:
+                if step is None:
+                    reply = await _once_async(invoke, fn, args, kwargs)
+                elif isinstance(step, BaseException):
+                    reply = await self._safe_async(step)
+                else:
+                    reply = await self._async_sleep(step)
+            except BaseException as error:
+                engine.throw(error)
+                raise
+        if exc is not None:
+            raise exc
+        return result
+
+    def _engine(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        start: float,
+        span_every_attempt: bool,
+        exc: BaseException | None,
+        result: Any,
+    ) -> _Engine[tuple[BaseException | None, Any]]:
+        """The retry loop after the first attempt's outcome, as steps for a driver (see above)."""
         attempt = 1
         previous = self.initial_delay
         if span_every_attempt:
-            exc, result, delay = await self._attempt_async(
-                invoke, fn, args, kwargs, attempt, start, previous
-            )
+            exc, result, delay = yield from self._attempt(attempt, start, previous)
         else:
-            delay = await self._decide_async(attempt, exc, result, start, previous, judged=True)
+            delay = yield from self._decide(attempt, exc, result, start, previous, judged=True)
         waited = 0.0
         while True:
             if delay is None:
@@ -609,38 +589,32 @@ class Retry:
                 return self._succeeded(attempt, result)
             self._before_retry(attempt, delay, waited, exc, result, args, kwargs)
             if delay > 0:
-                await self._async_sleep(delay)
+                yield delay
             waited += delay
             previous = max(delay, self.initial_delay)
             attempt += 1
-            exc, result, delay = await self._attempt_async(
-                invoke, fn, args, kwargs, attempt, start, previous
-            )
+            exc, result, delay = yield from self._attempt(attempt, start, previous)
 
-    async def _attempt_async(
-        self,
-        invoke: Callable[..., Awaitable[Any]],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        attempt: int,
-        start: float,
-        previous: float,
-    ) -> tuple[BaseException | None, Any, float | None]:
-        """The async twin of :meth:`_attempt`."""
+    def _attempt(
+        self, attempt: int, start: float, previous: float
+    ) -> _Engine[tuple[BaseException | None, Any, float | None]]:
+        """Run attempt number *attempt* in its own child span and decide what follows (see
+        :meth:`_decide`) before that span ends: the span is ERROR only when its exception is
+        the one the caller gets. No span when spans are off or no recording span is active
+        (an attempt span is a child: without a parent it would be a trace of its own)."""
         if tel.recording_span(self._mode) is None:
-            exc, result = await _once_async(invoke, fn, args, kwargs)
-            return exc, result, await self._decide_async(attempt, exc, result, start, previous)
+            exc, result = yield None
+            return exc, result, (yield from self._decide(attempt, exc, result, start, previous))
         attrs: dict[str, AttributeValue] = {"retry.name": self.name, "retry.attempt": attempt}
         outermost = not tel.INSIDE_GUARD.get()
         with tel.guarded_span(self._tracer, "otelres.retry.attempt", attrs) as span:
-            exc, result = await _once_async(invoke, fn, args, kwargs)
-            delay = await self._decide_async(attempt, exc, result, start, previous)
+            exc, result = yield None
+            delay = yield from self._decide(attempt, exc, result, start, previous)
             if exc is not None:
                 tel.record_error(span, exc, outermost and delay is None)
         return exc, result, delay
 
-    async def _decide_async(
+    def _decide(
         self,
         attempt: int,
         exc: BaseException | None,
@@ -648,33 +622,55 @@ class Retry:
         start: float,
         previous: float,
         judged: bool = False,
-    ) -> float | None:
-        """The async twin of :meth:`_decide`: ``retry_safe`` may be awaited."""
+    ) -> _Engine[float | None]:
+        """After attempt *attempt*: -1.0 if it succeeded, None to give up, else the wait
+        before the next one. *judged*: the outcome is already known to be a failure."""
         if not judged and exc is None and not self._result_rejected(result):
             return _SUCCEEDED
         delay = self._next_delay(attempt, exc, start, previous)
-        if (
-            delay is not None
-            and exc is not None
-            and not self.idempotent
-            and not await self._safe_async(exc)
-        ):
+        if delay is not None and exc is not None and not self.idempotent and not (yield exc):
             return None
         return delay
 
-    async def _safe_async(self, exc: BaseException) -> bool:
-        """Whether a non-idempotent call may be sent again after *exc*; awaits an async check."""
+    def _safe_verdict(self, exc: BaseException) -> object:
+        """``retry_safe``'s answer for *exc* (maybe an awaitable); False when it raised."""
         if isinstance(exc, RateLimitExceededError):
             return True
         if self.retry_safe is None:
             return False
         try:
-            verdict = self.retry_safe(exc)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
+            return self.retry_safe(exc)
         except Exception:
-            _log.exception("otelres: retry_safe check of retry %r raised; not retrying", self.name)
+            self._log_unsafe()
             return False
+
+    def _log_unsafe(self) -> None:
+        """Log the exception a ``retry_safe`` check raised (the call is then not retried)."""
+        _log.exception("otelres: retry_safe check of retry %r raised; not retrying", self.name)
+
+    def _safe_sync(self, exc: BaseException) -> bool:
+        """Whether a non-idempotent call may be sent again after *exc* (sync ``retry_safe``)."""
+        verdict = self._safe_verdict(exc)
+        if inspect.isawaitable(verdict):
+            _log.error(
+                "otelres: retry %r: retry_safe returned an awaitable in a sync call; not retrying",
+                self.name,
+            )
+            close = getattr(verdict, "close", None)
+            if close is not None:
+                close()
+            return False
+        return bool(verdict)
+
+    async def _safe_async(self, exc: BaseException) -> bool:
+        """Whether a non-idempotent call may be sent again after *exc*; awaits an async check."""
+        verdict = self._safe_verdict(exc)
+        if inspect.isawaitable(verdict):
+            try:
+                verdict = await verdict
+            except Exception:
+                self._log_unsafe()
+                return False
         return bool(verdict)
 
     # ------------------------------------------------------------------ shared decisions
@@ -785,20 +781,21 @@ class Retry:
             for hook in self._hooks:
                 _otel.call_hook(hook, details, what=f"on_retry hook of retry {self.name!r}")
 
-    def _succeeded(self, attempt: int, result: Any) -> Any:
-        """Count a call that succeeded, with or without retries, and return its result."""
+    def _succeeded(self, attempt: int, result: Any) -> tuple[None, Any]:
+        """Count a call that succeeded, with or without retries; its outcome for the driver."""
         if attempt > 1:
             self._ok_retried += 1
         else:
             self._ok_first += 1
-        return result
+        return None, result
 
-    def _failed(self, attempt: int, exc: BaseException | None, result: Any) -> Any:
-        """Count a call that failed for good; re-raise its exception or return its last result."""
+    def _failed(
+        self, attempt: int, exc: BaseException | None, result: Any
+    ) -> tuple[BaseException | None, Any]:
+        """Count a call that failed for good; its outcome (the driver re-raises *exc*, or
+        returns the last *result*)."""
         if attempt > 1:
             self._failed_retried += 1
         else:
             self._failed_first += 1
-        if exc is not None:
-            raise exc
-        return result
+        return exc, result

@@ -602,3 +602,33 @@ def test_pybreaker_rejection_is_never_retried(clock: FakeClock, call: Call) -> N
         call(make(clock, max_attempts=5), through_legacy)
     assert fn.calls == 0
     assert clock.slept == []
+
+
+# ---------------------------------------------------------------------------- engine edges
+def test_stop_iteration_from_the_last_attempt_reaches_the_caller_unchanged(clock: FakeClock) -> None:
+    """A StopIteration that every attempt raises is re-raised as itself, not as a RuntimeError."""
+    retry = make(clock)
+    last = StopIteration("exhausted")
+    fn = Script(StopIteration("first"), StopIteration("second"), last)
+    with pytest.raises(StopIteration) as info:
+        retry.call(fn)
+    assert info.value is last
+    assert fn.calls == 3
+    assert retry.stats()["failed_with_retry"] == 1
+
+
+def test_interrupt_during_a_retry_ends_its_attempt_span(
+    capture: TelemetryCapture, clock: FakeClock, call: Call
+) -> None:
+    """A KeyboardInterrupt in a retried attempt propagates and ends that attempt's span with its error.type."""
+    retry = traced(capture, clock, span_mode="always")
+    interrupt = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt) as info:
+        call(retry, Script(Flaky(), interrupt))
+    assert info.value is interrupt
+    attempts = capture.spans("otelres.retry.attempt")
+    assert [s.attributes["error.type"] for s in attempts] == ["Flaky", "KeyboardInterrupt"]
+    assert all(s.status.status_code is StatusCode.UNSET for s in attempts)
+    (outer,) = capture.spans("otelres.retry")
+    assert outer.attributes["error.type"] == "KeyboardInterrupt"
+    assert sum(retry.stats().values()) == 0
