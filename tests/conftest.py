@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
 from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 
@@ -51,6 +53,20 @@ def require_binary(name: str) -> str:
             pytest.fail(f"{name} is not installed; `make test` should have installed it")
         pytest.skip(f"{name} is not installed (run `make test` to install it)")
     return path
+
+
+def require_module(name: str) -> ModuleType:
+    """Import *name*; a failure under CI=true, a skip on a developer machine (also at module level).
+
+    `make test` installs every package the tests need, so in CI a missing one means the
+    install step is broken and must not pass silently.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"{name} cannot be imported ({exc}); `make test` should have installed it")
+        pytest.skip(f"{name} is not installed (run `make test` to install it)", allow_module_level=True)
 
 
 def free_port() -> int:

@@ -14,8 +14,9 @@ import pytest
 
 from otelres import config
 from otelres.testing import ExchangeServer, TelemetryCapture
+from tests.conftest import require_module
 
-pytest.importorskip("ccxt")
+require_module("ccxt")
 
 FAST_RETRIES = {
     "max_attempts": 3,

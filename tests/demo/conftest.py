@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, require_binary
+from tests.conftest import require_binary, require_module
 
 # Chromium must stay on this machine: no updates, no sync, no QUIC probes, no first-run pings.
 CHROMIUM_ARGS = [
@@ -31,11 +31,7 @@ def _chromium() -> Iterator[Any]:
     while it is open, which would break later tests that call ``asyncio.run``.
     """
     path = require_binary("chromium")
-    if IN_CI:
-        from playwright.sync_api import sync_playwright
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api")
-        sync_playwright = sync_api.sync_playwright
+    sync_playwright = require_module("playwright.sync_api").sync_playwright
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         try:

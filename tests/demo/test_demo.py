@@ -31,10 +31,10 @@ from otelres._demo._display import LiveTable, PlainLines, View, render_table, st
 from otelres._testing.exchange import BINANCE_CREDENTIALS, KRAKEN_CREDENTIALS
 from otelres.config import ConfigError
 from otelres.testing import OtlpHttpReceiver
-from tests.conftest import free_port
+from tests.conftest import free_port, require_module
 from tests.demo.conftest import PageWatch
 
-pytest.importorskip("ccxt")
+require_module("ccxt")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ import pytest
 
 from otelres.health import ExchangeCheck, HealthChecker, HealthStatus
 from otelres.testing import ExchangeServer, Fault
-from tests.conftest import free_port
+from tests.conftest import free_port, require_module
 
-pytest.importorskip("ccxt")
+require_module("ccxt")
 
 pytestmark = pytest.mark.integration
 
