@@ -19,7 +19,6 @@ import itertools
 import logging
 import threading
 import time
-import types
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
@@ -33,6 +32,7 @@ from otelres.resilience._breaker_storage import (
     default_storage_factory,
 )
 from otelres.resilience._breaker_window import CountWindow, OutcomeWindow, TimeWindow
+from otelres.resilience._calls import COROUTINE as _COROUTINE
 from otelres.resilience._calls import check_decoratable, refuse_coroutine
 from otelres.resilience._calls import is_async as _is_async
 from otelres.resilience._checks import Checker
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from otelres._otel import SpanMode
     from otelres.config import BreakerSettings
 
-_COROUTINE = types.CoroutineType
 __all__ = [
     "BreakerState",
     "BreakerTransition",

@@ -16,6 +16,7 @@ from typing import Any
 from otelres.resilience._errors import GuardMisuseError
 
 __all__ = [
+    "COROUTINE",
     "check_decoratable",
     "decorate",
     "direct",
@@ -25,10 +26,15 @@ __all__ = [
 ]
 
 
+#: The type sync call paths compare a result with (inline, to stay cheap) before
+#: calling :func:`refuse_coroutine`.
+COROUTINE = types.CoroutineType
+
+
 def direct(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``fn(*args, **kwargs)``, refusing a coroutine (see :func:`refuse_coroutine`)."""
     result = fn(*args, **kwargs)
-    if type(result) is types.CoroutineType:
+    if type(result) is COROUTINE:
         refuse_coroutine(result, fn, None)
     return result
 
@@ -74,7 +80,7 @@ def refuse_coroutine(result: object, fn: Callable[..., Any], guard: object) -> N
     runs later. The coroutine is closed (no "never awaited" warning) and the error says to
     use ``call_async``. One type check, so cheap enough for every call.
     """
-    if type(result) is types.CoroutineType:
+    if type(result) is COROUTINE:
         result.close()
         name = getattr(fn, "__qualname__", repr(fn))
         raise GuardMisuseError(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
+from otelres.resilience._calls import COROUTINE as _COROUTINE
 from otelres.resilience._calls import decorate, refuse_coroutine
 from otelres.resilience._checks import Checker
 from otelres.resilience._errors import RateLimitExceededError
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
     from otelres._otel import SpanMode
 
-_COROUTINE = types.CoroutineType
 __all__ = [
     "BackendFactory",
     "LimiterMode",

@@ -31,7 +31,6 @@ import logging
 import random
 import threading
 import time
-import types
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 from otelres import _otel
 from otelres.resilience import _instruments as _inst
 from otelres.resilience import _telemetry as tel
+from otelres.resilience._calls import COROUTINE as _COROUTINE
 from otelres.resilience._calls import decorate, direct, direct_async, refuse_coroutine
 from otelres.resilience._checks import Checker
 from otelres.resilience._errors import BreakerRejection, GuardMisuseError, RateLimitExceededError
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from otelres._otel import SpanMode
     from otelres.config import RetrySettings
 
-_COROUTINE = types.CoroutineType
 __all__ = ["Jitter", "Retry", "RetryDetails", "RetryHook", "no_backoff"]
 
 _log = logging.getLogger("otelres")
